@@ -1,0 +1,1 @@
+"""Pipeline infrastructure: typed config, table schemas and I/O, the CLI, runtime helpers, datasets."""

@@ -1,0 +1,141 @@
+"""The `cra` command line: thin typer commands that parse options and call stage functions.
+
+Every stage command takes `--params` (default `params.yaml`) and repeatable `--set key=value`
+overrides, loads the typed config once, and calls `stages.<name>.run(params)`. Expected failures
+(`PipelineError`) print one clear message and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from pipeline.errors import PipelineError
+
+app = typer.Typer(
+    name="cra",
+    help="CRA video question grounding pipeline: one command per DVC stage, plus scoring and inspection tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read")]
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", "-S", help="override a param, e.g. -S gsg.sigma_init=2.0")
+]
+
+
+def user_errors(func: Callable) -> Callable:
+    """Turn expected failures into one readable line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except PipelineError as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
+
+    return wrapper
+
+
+def _run_stage(stage: str, params_path: Path, overrides: list[str] | None) -> None:
+    from pipeline.config import load_params
+
+    params = load_params(params_path, overrides)
+    importlib.import_module(f"stages.{stage}").run(params)
+
+
+def _stage_command(stage: str, help_text: str) -> None:
+    @user_errors
+    def command(
+        params: ParamsOption = Path("params.yaml"),
+        set_: SetOption = None,
+    ) -> None:
+        _run_stage(stage, params, set_)
+
+    command.__doc__ = help_text
+    app.command(name=stage.replace("_", "-"), help=help_text)(command)
+
+
+@app.command()
+@user_errors
+def generate(
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder (default: paths.synthetic)")] = None,
+    videos: Annotated[Optional[int], typer.Option(help="total number of videos (default: the preset's)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="generator seed (default: synthetic.seed)")] = None,
+) -> None:
+    """Render the synthetic confounded VideoQG benchmark (videos + NExT-GQA-format annotations)."""
+    from pipeline.config import load_params
+    from stages import generate as stage
+
+    cfg = load_params(params, set_)
+    stage.generate(
+        out_dir=Path(out or cfg.paths.synthetic),
+        cfg=cfg.synthetic if seed is None else _replace(cfg.synthetic, seed=seed),
+        total_videos=videos,
+    )
+
+
+def _replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+_stage_command("prepare", "Read the dataset's annotations into the QA table and probe every video into the manifest.")
+_stage_command("visual_features", "Decode sampled frames with decord and encode them with open_clip (Parquet).")
+_stage_command("text_features", "Encode questions, options and question+answer texts into token features (Parquet).")
+_stage_command("svo", "Parse each question/answer into CRA's 8-node subject-verb-object semantic graph.")
+_stage_command("confounders", "Cluster the visual and linguistic confounder dictionaries (MiniBatchKMeans).")
+_stage_command("train", "Train the CRA model (or the TempCLIP baseline) and keep the best checkpoint.")
+_stage_command("evaluate", "Predict and ground on every evaluation split; write metrics, predictions, official JSON.")
+
+
+@app.command()
+@user_errors
+def score(
+    gsub: Annotated[Path, typer.Option(help="grounding labels, NExT-GQA gsub_{split}.json format")],
+    ground: Annotated[Optional[Path], typer.Option(help='spans {"<vid>_<qid>": [start_s, end_s]}')] = None,
+    weights: Annotated[Optional[Path], typer.Option(help='per-frame weights {"<vid>_<qid>": [w_1..w_T]}')] = None,
+    frame2time: Annotated[Optional[Path], typer.Option(help="frame timestamps, with --weights")] = None,
+    qa: Annotated[Optional[Path], typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Score grounding (and QA) result files exactly as NExT-GQA's official evaluation."""
+    from pipeline import scoring
+
+    result = scoring.score_files(gsub=gsub, ground=ground, weights=weights, frame2time=frame2time, qa=qa)
+    if as_json:
+        typer.echo(json.dumps(result["overall"], sort_keys=True))
+    else:
+        typer.echo(scoring.format_report(result))
+
+
+@app.command()
+@user_errors
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="a Parquet artifact, or a folder of them")],
+    rows: Annotated[int, typer.Option(help="rows to preview")] = 3,
+) -> None:
+    """Show an artifact's schema, row count, metadata and first rows."""
+    from pipeline.inspect import describe
+
+    typer.echo(describe(artifact, preview_rows=rows))
+
+
+def main() -> None:  # `python -m pipeline`
+    app(prog_name="cra")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
