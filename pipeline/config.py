@@ -278,6 +278,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"params: `{key}` must be an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-5` (no dot) as a string; accept what float() accepts.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"params: `{key}` must be a number, got {value!r}")
         return float(value)

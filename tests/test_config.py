@@ -1,0 +1,67 @@
+"""params.yaml strictness: unknown keys, wrong types and out-of-range values fail naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, Params, load_params
+from tests.conftest import REPO_ROOT
+
+
+def test_params_yaml_matches_dataclass_defaults():
+    # The dataclass defaults document the defaults; params.yaml must not drift from them.
+    assert load_params(REPO_ROOT / "params.yaml") == Params()
+
+
+def test_every_yaml_section_is_a_dataclass_section():
+    tree = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    assert set(tree) == set(Params.__dataclass_fields__)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("gsg.sigmaa=2.0", "unknown key(s) 'sigmaa' in `gsg`"),
+        ("nonsense.key=1", "unknown key(s) 'nonsense' in the top level"),
+        ("train.epochs=ten", "`train.epochs` must be an integer"),
+        ("train.epochs=2.5", "`train.epochs` must be an integer"),
+        ("gsg.learnable_sigma=maybe", "`gsg.learnable_sigma` must be true or false"),
+        ("gsg.sigma_init=-1", "`gsg.sigma_init` must be > 0"),
+        ("gsg.kernel_size=4", "`gsg.kernel_size` must be a positive odd integer"),
+        ("synthetic.rho_visual=1.5", "`synthetic.rho_visual` must be a probability"),
+        ("model.variant=bert", "`model.variant` must be one of 'cra' | 'tempclip'"),
+        ("features.visual.batch_size=0", "`features.visual.batch_size` must be >= 1"),
+        ("data.eval_splits=test", "`data.eval_splits` must be a list"),
+        ("model.d_model=100", "must be divisible by `model.heads`"),
+        ("train.batch_size=1", "`train.batch_size` must be >= 2"),
+        ("gsg.kernel_size=33", "must not exceed decode.num_frames"),
+    ],
+)
+def test_bad_values_fail_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_params(REPO_ROOT / "params.yaml", [override])
+    assert message in str(err.value)
+
+
+def test_override_changes_only_its_key():
+    params = load_params(REPO_ROOT / "params.yaml", ["gsg.sigma_init=2.0", "train.lr=1e-5"])
+    assert params.gsg.sigma_init == 2.0
+    assert params.train.lr == pytest.approx(1e-5)
+    assert params.gsg.kernel_size == Params().gsg.kernel_size
+
+
+def test_ints_are_accepted_for_floats():
+    assert load_params(REPO_ROOT / "params.yaml", ["gsg.sigma_init=2"]).gsg.sigma_init == 2.0
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_synthetic_dataset_reads_the_generated_folder(tmp_path: Path):
+    with pytest.raises(ConfigError, match="data.annotation_dir"):
+        load_params(REPO_ROOT / "params.yaml", ["data.annotation_dir=elsewhere"])
