@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from pathlib import Path
@@ -55,6 +56,7 @@ class StreamWriter:
         self.rows = 0
         self._tmp = _tmp_path(self.path)
         self._writer: pq.ParquetWriter | None = None
+        self._metadata_updated = False
 
     def __enter__(self) -> "StreamWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,8 +82,23 @@ class StreamWriter:
         self.schema = _with_metadata(self.schema, metadata)
         self._writer = pq.ParquetWriter(self._tmp, self.schema)
 
+    def update_metadata(self, metadata: dict[str, Any]) -> None:
+        """Merge keys into the metadata at any time before close (e.g. what was skipped, known at the end).
+
+        Parquet writes its footer last: on close, the footer's metadata and the Arrow schema stored
+        in it (`ARROW:schema`, base64 IPC, which `pq.read_schema` prefers) are replaced.
+        """
+        current = json.loads(self.schema.metadata[METADATA_KEY])
+        self.schema = _with_metadata(self.schema, {**current, **metadata})
+        self._metadata_updated = True
+
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._writer is not None
+        if exc_type is None and self._metadata_updated:
+            self._writer.add_key_value_metadata({
+                METADATA_KEY.decode(): self.schema.metadata[METADATA_KEY].decode(),
+                "ARROW:schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+            })
         self._writer.close()
         if exc_type is None:
             os.replace(self._tmp, self.path)
@@ -146,3 +163,16 @@ def fixed_list_to_numpy(column: pa.ChunkedArray | pa.Array, shape: tuple[int, ..
             values = values.values
     flat = values.to_numpy(zero_copy_only=True)
     return flat.reshape(len(column), *shape)
+
+
+def numpy_to_fixed_list(array: np.ndarray) -> pa.FixedSizeListArray:
+    """An `(N, *shape)` numpy array as a (nested) FixedSizeList array of N rows, without copying.
+
+    The inverse of `fixed_list_to_numpy`; the Arrow value type follows the numpy dtype
+    (float16 -> halffloat, float32 -> float, int8 -> int8).
+    """
+    array = np.ascontiguousarray(array)
+    values: pa.Array = pa.array(array.reshape(-1))
+    for size in reversed(array.shape[1:]):
+        values = pa.FixedSizeListArray.from_arrays(values, size)
+    return values
