@@ -69,6 +69,9 @@ class SyntheticConfig:
         check(self.seed >= 0, f"{key}.seed", "must be >= 0")
         check(64 <= self.width <= 640, f"{key}.width", "must be in [64, 640]")
         check(48 <= self.height <= 480, f"{key}.height", "must be in [48, 480]")
+        # The mp4v encoder silently crops odd sizes to even ones; the CSV would then be wrong.
+        size = f"{self.width}x{self.height}"
+        check(self.width % 2 == 0 and self.height % 2 == 0, f"{key}.width", f"and height must be even, got {size}")
         for name in ("rho_visual", "rho_language"):
             value = getattr(self, name)
             check(0.0 <= value <= 1.0, f"{key}.{name}", f"must be a probability in [0, 1], got {value}")
@@ -156,6 +159,11 @@ class SVOConfig:
     stanza_lang: str = "en"
     batch_size: int = 256
 
+    def validate(self, key: str) -> None:
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
+        check(bool(self.spacy_model.strip()), f"{key}.spacy_model", "must name a spaCy model package or folder")
+        check(bool(self.stanza_lang.strip()), f"{key}.stanza_lang", "must be a Stanza language code, e.g. en")
+
 
 @dataclass(frozen=True)
 class ClustersConfig:
@@ -170,6 +178,7 @@ class ClustersConfig:
     def validate(self, key: str) -> None:
         check(self.visual_k >= 1, f"{key}.visual_k", "must be >= 1")
         check(self.language_k >= 1, f"{key}.language_k", "must be >= 1")
+        check(self.batch_size >= 1, f"{key}.batch_size", "must be >= 1")
         check(self.max_iter >= 1, f"{key}.max_iter", "must be >= 1")
 
 
@@ -189,6 +198,10 @@ class TrainConfig:
     question_discrimination_weight: float = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # 0 = torch default
+    # The checkpoint kept is the epoch with the best validation `select_by` (grounded by `select_rule`);
+    # acc_gqa/miop fall back to acc_qa when the validation split has no grounding labels.
+    select_by: Literal["acc_gqa", "acc_qa", "miop"] = "acc_gqa"
+    select_rule: Literal["prehoc", "posthoc", "merged"] = "posthoc"
 
     def validate(self, key: str) -> None:
         check(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
@@ -209,6 +222,9 @@ class EvalConfig:
     )
     seed: int = 0
     batch_size: int = 128
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Questions per split drawn in the grounding figure (frame weights vs. ground truth).
+    plot_examples: int = 6
 
 
 @dataclass(frozen=True)
