@@ -1,0 +1,318 @@
+"""CRA model tests on tiny configs: golden values for the pure math, shapes, gradients, determinism,
+ablation switches, checkpoint round trip and a tiny overfit run."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from models.backbone import BackboneConfig
+from models.cma import CMAConfig, info_nce
+from models.cra import CRA, CRABatch, CRAConfig
+from models.eci import GRAPH_NODES, ECIConfig, LanguageDictionary, VisualDictionary, graph_adjacency
+from models.gsg import GSGConfig, gaussian_kernel, smooth_frame_weights
+from models.losses import compute_losses
+
+B, T, A, LQ, LA = 4, 8, 5, 6, 4
+DV, DT, D = 12, 10, 32
+KV, KL = 7, 5
+LOSS_WEIGHTS = dict(qa_weight=1.0, question_discrimination_weight=1.0, cma_weight=0.5)
+
+
+def make_batch(seed: int = 0, batch: int = B, options: int = A, with_answer: bool = True) -> CRABatch:
+    g = torch.Generator().manual_seed(seed)
+    video_mask = torch.ones(batch, T, dtype=torch.bool)
+    video_mask[0, -3:] = False  # a shorter video, padded
+    question_mask = torch.ones(batch, LQ, dtype=torch.bool)
+    question_mask[1, -2:] = False
+    option_mask = torch.ones(batch, options, LA, dtype=torch.bool)
+    option_mask[:, :, -1] = False
+    return CRABatch(
+        video=torch.randn(batch, T, DV, generator=g),
+        video_mask=video_mask,
+        question_tokens=torch.randn(batch, LQ, DT, generator=g),
+        question_mask=question_mask,
+        question_pooled=torch.randn(batch, DT, generator=g),
+        option_tokens=torch.randn(batch, options, LA, DT, generator=g),
+        option_mask=option_mask,
+        qa_pooled=torch.randn(batch, options, DT, generator=g),
+        answer=torch.randint(0, options, (batch,), generator=g) if with_answer else None,
+    )
+
+
+def make_dictionaries(seed: int = 0) -> tuple[VisualDictionary, LanguageDictionary]:
+    g = torch.Generator().manual_seed(100 + seed)
+    visual = VisualDictionary(torch.randn(KV, DV, generator=g), torch.rand(KV, generator=g) + 0.1)
+    language = LanguageDictionary(torch.randn(KL, len(GRAPH_NODES), DT, generator=g), torch.rand(KL, generator=g) + 0.1)
+    return visual, language
+
+
+def sections(
+    variant: str = "cra",
+    smoothing: bool = True,
+    cma: bool = True,
+    visual: bool = True,
+    linguistic: bool = True,
+    dropout: float = 0.0,
+) -> SimpleNamespace:
+    return SimpleNamespace(
+        model=BackboneConfig(variant=variant, d_model=D, layers=1, heads=4, dropout=dropout),
+        gsg=GSGConfig(kernel_size=5, sigma_init=1.0, learnable_sigma=True, smoothing=smoothing),
+        cma=CMAConfig(enabled=cma, temperature=0.07, weight=0.5),
+        eci=ECIConfig(visual=visual, linguistic=linguistic),
+    )
+
+
+def build(seed: int = 0, visual_seed: int = 0, language_seed: int = 0, **switches) -> CRA:
+    """A tiny model; `visual_seed` / `language_seed` pick the confounder dictionaries' contents."""
+    torch.manual_seed(seed)
+    visual, _ = make_dictionaries(visual_seed)
+    _, language = make_dictionaries(language_seed)
+    return CRA.from_config(
+        sections(**switches), visual_dim=DV, text_dim=DT, visual_dictionary=visual, language_dictionary=language
+    )
+
+
+def run_eval(model: CRA, batch: CRABatch):
+    model.eval()
+    with torch.no_grad():
+        return model(batch)
+
+
+# --- pure math: golden values -------------------------------------------------------------------
+
+
+def test_gaussian_kernel_matches_hand_computed_values():
+    # exp(-x^2 / 2) at x = -2..2 is e^-2, e^-0.5, 1, e^-0.5, e^-2; normalised by their sum 2.483732.
+    expected = torch.tensor([0.0544887, 0.2442010, 0.4026200, 0.2442010, 0.0544887])
+    kernel = gaussian_kernel(5, 1.0)
+    torch.testing.assert_close(kernel, expected, atol=1e-6, rtol=0)
+    wide = gaussian_kernel(5, 3.0)
+    assert wide[2] < kernel[2] and wide[0] > kernel[0]  # a larger sigma spreads the mass
+
+
+def test_smoothing_renormalises_at_the_border_and_skips_padding():
+    kernel = gaussian_kernel(5, 1.0)
+    k0, k1, k2 = kernel[2].item(), kernel[1].item(), kernel[0].item()  # centre, +-1, +-2
+    mask = torch.tensor([[True] * 6 + [False] * 2])
+    # All weight on frame 0: each output is the kernel-weighted mean over in-range neighbours only.
+    spike = torch.zeros(1, T)
+    spike[0, 0] = 1.0
+    raw = torch.tensor([k0 / (k0 + k1 + k2), k1 / (k0 + 2 * k1 + k2), k2 / (k0 + 2 * k1 + 2 * k2)])
+    smoothed = smooth_frame_weights(spike, mask, kernel)
+    torch.testing.assert_close(smoothed[0, :3], raw / raw.sum(), atol=1e-6, rtol=0)
+    assert smoothed[0, 3:].abs().max() == 0
+    # Uniform weights over the real frames stay uniform: no mass is lost at the borders or to padding.
+    uniform = mask.float() / 6
+    torch.testing.assert_close(smooth_frame_weights(uniform, mask, kernel), uniform)
+
+
+def test_info_nce_of_aligned_one_hot_pairs_matches_hand_computed_value():
+    n, temperature = 4, 0.5
+    eye = torch.eye(n)
+    # Each row's logits: 1/t on the diagonal, 0 elsewhere -> CE = log(1 + (n - 1) e^(-1/t)), both ways.
+    expected = math.log(1 + (n - 1) * math.exp(-1 / temperature))
+    assert info_nce(eye, eye, temperature).item() == pytest.approx(expected, abs=1e-6)
+    misaligned = torch.roll(eye, shifts=1, dims=0)
+    assert info_nce(eye, misaligned, temperature).item() > expected + 1.0
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    assert info_nce(a, b, 0.07).item() == pytest.approx(info_nce(b, a, 0.07).item(), abs=1e-5)
+
+
+def test_graph_nodes_match_the_pipeline_schema_and_adjacency_is_symmetric():
+    from pipeline.schemas import GRAPH_NODES as SCHEMA_GRAPH_NODES
+
+    assert GRAPH_NODES == SCHEMA_GRAPH_NODES
+    adjacency = graph_adjacency()
+    torch.testing.assert_close(adjacency, adjacency.T)
+    assert (adjacency.diagonal() > 0).all()  # self-loops keep each node's own embedding
+
+
+# --- the composed model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+@pytest.mark.parametrize("options", [5, 4])  # NExT-GQA, STAR
+def test_output_shapes_and_frame_weights(variant, options):
+    model = build(variant=variant)
+    batch = make_batch(options=options)
+    out = run_eval(model, batch)
+    assert out.option_logits.shape == (B, options)
+    assert out.frame_weights.shape == out.frame_attention.shape == (B, T)
+    assert out.grounded_video.shape == out.qa_feature.shape == (B, D)
+    assert out.question_logits.shape == (B, B)
+    torch.testing.assert_close(out.frame_weights.sum(-1), torch.ones(B))
+    assert out.frame_weights[0, -3:].abs().max() == 0  # padded frames get no grounding weight
+    assert out.prediction.shape == (B,)
+    if variant == "cra":
+        assert out.visual_intervention_weights.shape == (B, KV)
+        assert out.linguistic_intervention_weights.shape == (B, options, KL)
+        torch.testing.assert_close(out.visual_intervention_weights.sum(-1), torch.ones(B))
+        assert out.sigma.item() == pytest.approx(1.0)
+
+
+def test_qa_feature_is_the_true_answer_or_the_prediction():
+    model = build()
+    batch = make_batch()
+    with_answer = run_eval(model, batch)
+    without = run_eval(model, dataclasses.replace(batch, answer=None))
+    assert without.alignment_loss is None
+    torch.testing.assert_close(without.option_logits, with_answer.option_logits)
+    for i in range(B):
+        # qa_feature is one of the candidates' features: the answer's, or the argmax's at inference.
+        answer_row = with_answer.qa_feature[i]
+        predicted_row = without.qa_feature[i]
+        same = batch.answer[i] == without.prediction[i]
+        assert torch.equal(answer_row, predicted_row) == bool(same)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    model = build(dropout=0.1)
+    model.train()
+    batch = make_batch()
+    losses = compute_losses(model(batch), batch.answer, **LOSS_WEIGHTS)
+    assert set(losses) == {"qa", "question_discrimination", "cma", "total"}
+    losses["total"].backward()
+    missing = [name for name, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    zero = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() == 0]
+    assert zero == []
+    assert model.gsg.log_sigma.grad.abs() > 0
+
+
+def test_eval_forward_is_deterministic_for_a_seed():
+    batch = make_batch()
+    first = run_eval(build(seed=3, dropout=0.1), batch)
+    second = run_eval(build(seed=3, dropout=0.1), batch)
+    for name in ("option_logits", "frame_weights", "grounded_video", "question_logits"):
+        assert torch.equal(getattr(first, name), getattr(second, name)), name
+    other_seed = run_eval(build(seed=4, dropout=0.1), batch)
+    assert not torch.equal(first.option_logits, other_seed.option_logits)
+
+
+def test_smoothing_switch():
+    batch = make_batch()
+    smoothed = run_eval(build(smoothing=True), batch)
+    assert not torch.allclose(smoothed.frame_weights, smoothed.frame_attention)
+    model = build(smoothing=False)
+    plain = run_eval(model, batch)
+    assert torch.equal(plain.frame_weights, plain.frame_attention)
+    assert plain.sigma is None
+    assert not any("sigma" in name for name, _ in model.named_parameters())
+
+
+def test_cma_switch():
+    batch = make_batch()
+    on = build(cma=True)
+    assert on(batch).alignment_loss.item() > 0
+    off = build(cma=False)
+    assert not any(name.startswith("cma.") for name, _ in off.named_parameters())
+    out = off(batch)
+    assert out.alignment_loss is None
+    assert "cma" not in compute_losses(out, batch.answer, **LOSS_WEIGHTS)
+
+
+@pytest.mark.parametrize("component", ["visual", "linguistic"])
+def test_eci_switch_makes_output_independent_of_its_dictionary(component):
+    batch = make_batch()
+    other_dictionary = {"visual_seed": 1} if component == "visual" else {"language_seed": 1}
+    # Switched on, another dictionary changes the answer scores (so the check below can fail) ...
+    on_a = run_eval(build(), batch)
+    on_b = run_eval(build(**other_dictionary), batch)
+    assert not torch.allclose(on_a.option_logits, on_b.option_logits)
+    # ... switched off, it does not, and the intervention has no parameters or buffers.
+    off_a = build(**{component: False})
+    off_b = build(**other_dictionary, **{component: False})
+    out_a, out_b = run_eval(off_a, batch), run_eval(off_b, batch)
+    assert torch.equal(out_a.option_logits, out_b.option_logits)
+    assert torch.equal(out_a.grounded_video, out_b.grounded_video)
+    assert getattr(out_a, f"{component}_intervention_weights") is None
+    assert not any(name.startswith(f"eci.{component}.") for name in off_a.state_dict())
+
+
+def test_tempclip_has_no_cra_components_and_needs_no_dictionaries():
+    torch.manual_seed(0)
+    model = CRA.from_config(sections(variant="tempclip"), visual_dim=DV, text_dim=DT)
+    names = list(model.state_dict())
+    assert not any(name.startswith(("gsg.", "eci.", "cma.")) for name in names)
+    out = run_eval(model, make_batch())
+    assert torch.equal(out.frame_weights, out.frame_attention)
+    assert out.alignment_loss is None and out.sigma is None
+
+
+def test_missing_dictionaries_raise_a_clear_error():
+    with pytest.raises(ValueError, match="no visual confounder dictionary"):
+        CRA.from_config(sections(), visual_dim=DV, text_dim=DT)
+    _, language = make_dictionaries()
+    model = CRA.from_config(sections(visual=False), visual_dim=DV, text_dim=DT, language_dictionary=language)
+    assert model.eci.visual is None
+    visual_wrong_width = VisualDictionary(torch.randn(KV, DV + 1), torch.ones(KV))
+    with pytest.raises(ValueError, match="rebuild the dictionary"):
+        CRA.from_config(
+            sections(), visual_dim=DV, text_dim=DT, visual_dictionary=visual_wrong_width, language_dictionary=language
+        )
+
+
+def test_question_discrimination_targets_the_diagonal_and_splits_over_repeated_questions():
+    model = build()
+    batch = make_batch()
+    unique = run_eval(model, batch)
+    torch.testing.assert_close(unique.question_targets, torch.eye(B))
+    pooled = batch.question_pooled.clone()
+    pooled[1] = pooled[0]  # the same question asked about two videos
+    repeated = run_eval(model, dataclasses.replace(batch, question_pooled=pooled))
+    expected = torch.eye(B)
+    expected[:2, :2] = 0.5
+    torch.testing.assert_close(repeated.question_targets, expected)
+    log_probs = repeated.question_logits.log_softmax(-1)
+    split_rows = 0.5 * (log_probs[0, 0] + log_probs[0, 1] + log_probs[1, 0] + log_probs[1, 1])
+    hand = -(split_rows + log_probs[2, 2] + log_probs[3, 3]) / B
+    losses = compute_losses(repeated, batch.answer, **LOSS_WEIGHTS)
+    torch.testing.assert_close(losses["question_discrimination"], hand)
+
+
+def test_unknown_variant_is_rejected():
+    config = CRAConfig(visual_dim=DV, text_dim=DT, model=BackboneConfig(variant="tempclap", d_model=D, heads=4))
+    with pytest.raises(ValueError, match="model.variant must be cra or tempclip"):
+        CRA(config)
+
+
+def test_batch_shape_errors_name_the_field():
+    batch = make_batch()
+    with pytest.raises(ValueError, match=r"CRABatch.qa_pooled has shape \(4, 3, 10\), expected \(4, 5, 10\)"):
+        dataclasses.replace(batch, qa_pooled=torch.randn(B, 3, DT))
+
+
+def test_checkpoint_round_trip_through_safetensors_and_json(tmp_path):
+    model = build()
+    batch = make_batch()
+    expected = run_eval(model, batch)
+    save_file(model.state_dict(), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps(model.config.to_dict()))
+
+    config = CRAConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
+    assert config == model.config
+    restored = CRA(config)  # placeholder dictionaries until the state_dict is loaded
+    restored.load_state_dict(load_file(tmp_path / "model.safetensors"))
+    torch.testing.assert_close(run_eval(restored, batch).option_logits, expected.option_logits)
+
+
+def test_tiny_batch_overfits():
+    model = build(seed=0)
+    batch = make_batch(seed=1, batch=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    history = []
+    for _ in range(20):
+        losses = compute_losses(model(batch), batch.answer, **LOSS_WEIGHTS)
+        optimizer.zero_grad()
+        losses["total"].backward()
+        optimizer.step()
+        history.append(losses["qa"].item())
+    assert history[-1] < 0.25 * history[0], history
