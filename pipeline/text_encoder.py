@@ -174,14 +174,19 @@ class TextEncoder:
             starts = progress(starts, desc=desc, total=len(starts), unit="batch")
         for start in starts:
             chunk = texts[start : start + self.batch_size]
+            # Pad to the batch's longest text, not to max_len: short texts cost 2-3x less, and the
+            # real tokens' features do not depend on padding (it is masked out of attention).
             batch = self.tokenizer(
-                chunk, truncation=True, max_length=max_len, padding="max_length", return_tensors="pt"
+                chunk, truncation=True, max_length=max_len, padding="longest", return_tensors="pt"
             ).to(self.device)
             with torch.inference_mode(), torch.autocast("cuda", dtype=amp, enabled=amp is not None):
-                hidden = self.model(**batch).last_hidden_state.float()  # (B, L, D)
-                attention = batch["attention_mask"]  # (B, L)
+                hidden = self.model(**batch).last_hidden_state.float()  # (B, l, D), l <= max_len
+                attention = batch["attention_mask"]  # (B, l)
                 hidden = hidden * attention.unsqueeze(-1)  # padded positions -> 0
                 pooled = mean_pool(hidden, attention)  # (B, D)
+                pad = max_len - hidden.shape[1]
+                hidden = torch.nn.functional.pad(hidden, (0, 0, 0, pad))  # (B, L, D), zeros past the text
+                attention = torch.nn.functional.pad(attention, (0, pad))  # (B, L)
             encoded = EncodedText(
                 tokens=hidden.cpu().numpy(),
                 mask=attention.cpu().numpy().astype(np.int8),
