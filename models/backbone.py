@@ -24,7 +24,7 @@ from models.layers import InputProjection, TransformerBlock, masked_mean, masked
 class BackboneConfig:
     # `tempclip` = the plain backbone without GSG, CMA and ECI (the paper's main baseline).
     variant: Literal["cra", "tempclip"] = "cra"
-    d_model: int = 256
+    d_model: int = 128
     layers: int = 2
     heads: int = 8
     dropout: float = 0.1

@@ -65,3 +65,15 @@ def test_missing_params_file_is_a_clear_error(tmp_path: Path):
 def test_synthetic_dataset_reads_the_generated_folder(tmp_path: Path):
     with pytest.raises(ConfigError, match="data.annotation_dir"):
         load_params(REPO_ROOT / "params.yaml", ["data.annotation_dir=elsewhere"])
+
+
+def test_paper_preset_loads_strictly_with_the_published_hyperparameters():
+    paper = load_params(REPO_ROOT / "configs" / "paper.yaml")
+    assert paper.decode.num_frames == 32
+    assert (paper.features.visual.model, paper.features.visual.pretrained) == ("ViT-L-14", "openai")
+    assert paper.model.d_model == 768 and paper.model.dropout == 0.3
+    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (1e-5, 64, 30)
+    assert paper.data.dataset == "nextgqa" and paper.svo.parser == "stanza"
+    # Only the documented settings differ from the default params.
+    default = load_params(REPO_ROOT / "params.yaml")
+    assert paper.gsg == default.gsg and paper.cma == default.cma and paper.eci == default.eci

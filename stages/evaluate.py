@@ -1,0 +1,145 @@
+"""Stage `evaluate`: answer and ground every evaluation split with the trained checkpoint, and score it.
+
+Writes, per split under `paths.predictions/<split>/`: the official-format result files
+(`ground_{rule}.json`, `weights.json`, `qa.json`, `frame2time.json`) with the split's labels
+(`gsub.json`), so anyone can rescore them with `cra score`; a per-type report; and a figure of the
+frame weights against the ground truth. `paths.predictions/predictions.parquet` holds one row per
+question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds, per split, Acc@QA
+and every metric under every grounding rule, plus the trivial reference spans (whole video, centre
+half, random) scored on the same questions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipeline import schemas
+from pipeline.checkpoint import load_checkpoint
+from pipeline.config import Params
+from pipeline.errors import PipelineError
+from pipeline.evaluation import SplitPredictions, predict, rule_spans, score_split
+from pipeline.io import write_table
+from pipeline.qa_data import SplitQuestions, load_feature_bank, load_split, read_qa_table
+from pipeline.runtime import get_logger, resolve_device
+from pipeline.scoring import format_report, write_official_files
+
+log = get_logger("evaluate")
+
+
+def split_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics of one split: Acc@QA, then `{rule: overall}` and `{reference_<kind>: overall}`."""
+    metrics: dict[str, Any] = {"n": result["n"], "acc_qa": round(result["acc_qa"], 4)}
+    for rule, scored in result["rules"].items():
+        metrics[rule] = {k: round(v, 4) for k, v in scored["overall"].items()}
+    for kind, scored in result["references"].items():
+        metrics[f"reference_{kind}"] = {k: round(v, 4) for k, v in scored["overall"].items()}
+    return metrics
+
+
+def prediction_rows(questions: SplitQuestions, predictions: SplitPredictions, spans: dict[str, np.ndarray]) -> dict[str, list]:
+    return {
+        "split": [questions.split] * len(questions),
+        "qid": questions.qids,
+        "video_id": questions.video_ids,
+        "type": questions.types,
+        "answer": questions.answers.tolist(),
+        "prediction": predictions.predictions.tolist(),
+        "option_scores": predictions.option_scores.tolist(),
+        "frame_weights": predictions.frame_weights.tolist(),
+        "timestamps": predictions.timestamps.tolist(),
+        **{f"span_{rule}": spans[rule].tolist() for rule in ("prehoc", "posthoc", "merged")},
+    }
+
+
+def plot_grounding(path: Path, questions: SplitQuestions, predictions: SplitPredictions, spans: dict[str, np.ndarray], count: int, seed: int) -> None:
+    """Frame weights of `count` random labelled questions, with the ground truth shaded and each rule's span."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labelled = [i for i, segments in enumerate(questions.segments) if segments]
+    if not labelled or count <= 0:
+        return
+    chosen = np.random.default_rng(seed).choice(labelled, size=min(count, len(labelled)), replace=False)
+    fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.9 * len(chosen)), squeeze=False)
+    colours = {"prehoc": "tab:orange", "posthoc": "tab:green", "merged": "tab:purple"}
+    for ax, i in zip(axes[:, 0], sorted(chosen)):
+        t = predictions.timestamps[i]
+        for start, end in questions.segments[i]:
+            ax.axvspan(start, end, color="tab:blue", alpha=0.15, label="ground truth")
+        ax.plot(t, predictions.frame_weights[i], "-o", ms=2, color="black", label="frame weights")
+        top = predictions.frame_weights[i].max()
+        for level, (rule, rule_spans_) in enumerate(spans.items()):
+            start, end = rule_spans_[i]
+            ax.hlines(top * (1.08 + 0.08 * level), start, end, color=colours.get(rule, "grey"), lw=3, label=rule)
+        verdict = "right" if predictions.predictions[i] == questions.answers[i] else "wrong"
+        ax.set_title(f"{questions.video_ids[i]}_{questions.qids[i]} ({questions.types[i]}, answer {verdict})", fontsize=8)
+        ax.tick_params(labelsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    fig.legend(unique.values(), unique.keys(), loc="upper right", fontsize=7, ncol=len(unique))
+    axes[-1, 0].set_xlabel("seconds")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(params: Params) -> None:
+    device = resolve_device(params.eval.device)
+    model, state = load_checkpoint(params.paths.checkpoint, device)
+    bank = load_feature_bank(params, with_dictionaries=False)  # the dictionaries live in the checkpoint
+    if state.get("provenance") != bank.provenance():
+        raise PipelineError(
+            f"the checkpoint in {params.paths.checkpoint} was trained on features {state.get('provenance')}, "
+            f"but the current features are {bank.provenance()}: re-run the train stage (`dvc repro`)"
+        )
+    qa = read_qa_table(params)
+    out_dir = Path(params.paths.predictions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, Any] = {}
+    report: dict[str, Any] = {"variant": state.get("variant"), "checkpoint_epoch": state.get("epoch"), "splits": {}}
+    rows: dict[str, list] = {name: [] for name in schemas.PREDICTIONS.names}
+    for split in params.data.eval_splits:
+        questions = load_split(qa, split, bank)
+        predictions = predict(model, bank, questions, params.eval.batch_size, device)
+        spans = rule_spans(predictions, ("prehoc", "posthoc", "merged"))
+        result = score_split(questions, predictions, params.eval.rules, params.eval.references, params.eval.seed)
+        metrics[split] = split_metrics(result)
+        report["splits"][split] = result
+        for name, values in prediction_rows(questions, predictions, spans).items():
+            rows[name].extend(values)
+        split_dir = out_dir / split
+        write_official_files(
+            split_dir,
+            questions.keys,
+            spans={rule: spans[rule] for rule in params.eval.rules},
+            frame_weights=predictions.frame_weights,
+            answers=questions.answers.tolist(),
+            predictions=predictions.predictions.tolist(),
+            frame2time={v: t.tolist() for v, t in zip(questions.video_ids, predictions.timestamps)},
+        )
+        (split_dir / "gsub.json").write_text(json.dumps(questions.gsub(), sort_keys=True))
+        if result["rules"]:
+            text = "\n\n".join(f"[{split}] rule {rule}\n{format_report(scored)}" for rule, scored in result["rules"].items())
+            (split_dir / "report.txt").write_text(text + "\n")
+            log.info("%s (%d questions)\n%s", split, len(questions), text)
+        else:
+            log.info("%s (%d questions): Acc@QA %.2f (no grounding labels)", split, len(questions), result["acc_qa"])
+        plot_grounding(split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed)
+    write_table(
+        pa.table(rows),
+        out_dir / "predictions.parquet",
+        schemas.PREDICTIONS,
+        {"artifact": "predictions", "variant": state.get("variant"), "checkpoint_epoch": state.get("epoch")},
+    )
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    metrics_path = Path(params.paths.metrics)
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    log.info("metrics in %s, predictions and official result files in %s", metrics_path, out_dir)

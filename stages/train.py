@@ -1,0 +1,149 @@
+"""Stage `train`: fit CRA (or the TempCLIP baseline) on the training split and keep the best checkpoint.
+
+Seeds are set once; AdamW/Adam (amsgrad as in the paper) with linear warm-up then cosine decay and
+gradient clipping. Every epoch logs the mean training losses, the learning rate, GSG's sigma and the
+validation metrics with dvclive (`dvc plots show`). The kept checkpoint is the epoch with the best
+validation `train.select_by` under the `train.select_rule` grounding rule (Acc@GQA under the official
+post-hoc rule by default: it needs both the right answer and the right moment); when the validation
+split has no grounding labels it falls back to Acc@QA, and without a validation split the last epoch
+is kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.cra import CRA
+from models.losses import compute_losses
+from pipeline.checkpoint import save_checkpoint
+from pipeline.config import Params, to_dict
+from pipeline.evaluation import predict, score_split
+from pipeline.qa_data import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
+from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
+
+log = get_logger("train")
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW (decoupled decay) or Adam; no weight decay on biases, norms, the logit scale and sigma."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer_class = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(groups, lr=cfg.lr, amsgrad=cfg.amsgrad)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to the base lr over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
+
+    def factor(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress_ = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def selection_value(result: dict[str, Any], cfg) -> tuple[str, float]:
+    """The validation number the best epoch is chosen by (and its name)."""
+    rule_result = result["rules"].get(cfg.select_rule)
+    if cfg.select_by == "acc_qa" or rule_result is None:
+        return "acc_qa", result["acc_qa"]
+    return f"{cfg.select_by}@{cfg.select_rule}", rule_result["overall"][cfg.select_by]
+
+
+def run(params: Params) -> None:
+    cfg = params.train
+    seed_everything(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = resolve_device(cfg.device)
+    bank = load_feature_bank(params)
+    qa = read_qa_table(params)
+    train_questions = load_split(qa, params.data.train_split, bank)
+    val_questions = load_split(qa, params.data.val_split, bank) if params.data.val_split else None
+    model = CRA.from_config(
+        params,
+        visual_dim=bank.visual_dim,
+        text_dim=bank.text_dim,
+        visual_dictionary=bank.visual_dictionary,
+        language_dictionary=bank.language_dictionary,
+    ).to(device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "training %s (%d trainable parameters) on %d questions, validating on %d, device %s",
+        params.model.variant, trainable, len(train_questions), len(val_questions) if val_questions else 0, device,
+    )
+    optimizer = build_optimizer(model, cfg)
+    steps_per_epoch = sum(1 for _ in batch_indices(len(train_questions), cfg.batch_size, True, np.random.default_rng(0)))
+    scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
+
+    from dvclive import Live  # imported here: it is slow to import and only training logs
+
+    rng = np.random.default_rng(cfg.seed)
+    best_value, best_state = -math.inf, None
+    # dvcyaml=None: the plots and metrics are declared in dvc.yaml by hand, never rewritten by dvclive.
+    with Live(dir=params.paths.train_log, save_dvc_exp=False, dvcyaml=None) as live:
+        for epoch in progress(range(1, cfg.epochs + 1), desc="train", total=cfg.epochs, unit="epoch"):
+            model.train()
+            sums, batches = defaultdict(float), 0
+            for index in batch_indices(len(train_questions), cfg.batch_size, shuffle=True, generator=rng):
+                batch = make_batch(bank, train_questions, index).to(device)
+                losses = compute_losses(
+                    model(batch),
+                    batch.answer,
+                    qa_weight=cfg.qa_weight,
+                    question_discrimination_weight=cfg.question_discrimination_weight,
+                    cma_weight=params.cma.weight,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                losses["total"].backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                for name, value in losses.items():
+                    sums[name] += float(value.detach())
+                batches += 1
+            for name, total in sums.items():
+                live.log_metric(f"train/loss/{name}", total / max(1, batches))
+            live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
+            if model.gsg is not None and params.gsg.smoothing:
+                live.log_metric("train/gsg_sigma", float(model.gsg.sigma))
+            summary = f"epoch {epoch}: loss {sums['total'] / max(1, batches):.4f}"
+            if val_questions is not None:
+                result = score_split(val_questions, predict(model, bank, val_questions, params.eval.batch_size, device), [cfg.select_rule])
+                live.log_metric("val/acc_qa", result["acc_qa"])
+                for metric, value in result["rules"].get(cfg.select_rule, {}).get("overall", {}).items():
+                    if metric != "acc_qa":
+                        live.log_metric(f"val/{metric}", value)
+                name, value = selection_value(result, cfg)
+                summary += f", val {name} {value:.2f}"
+            else:
+                name, value = "epoch", float(epoch)
+            log.info(summary)
+            if value > best_value:
+                best_value = value
+                best_state = {
+                    "epoch": epoch,
+                    "selected_by": name,
+                    "selection_value": value,
+                    "variant": params.model.variant,
+                    "provenance": bank.provenance(),
+                    "params": {k: to_dict(getattr(params, k)) for k in ("model", "gsg", "cma", "eci", "train")},
+                    "skipped_questions": train_questions.skipped_without_video,
+                }
+                save_checkpoint(params.paths.checkpoint, model, best_state)
+            live.next_step()
+        if best_state is not None:
+            live.summary["best_epoch"] = best_state["epoch"]
+            live.summary[f"best_val_{best_state['selected_by']}"] = best_state["selection_value"]
+    log.info("best epoch %d (%s %.2f); checkpoint in %s", best_state["epoch"], best_state["selected_by"], best_value, params.paths.checkpoint)
