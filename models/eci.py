@@ -19,21 +19,8 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from models.graph_nodes import GRAPH_NODES
 from models.layers import Attention
-
-# The semantic structure graph of a question-answer pair: 8 nodes in this order (also the row order of a
-# language prototype). Must match `pipeline.schemas.GRAPH_NODES` (models/ does not import pipeline/;
-# tests/test_models.py checks the two agree).
-GRAPH_NODES = (
-    "question",
-    "question_type",
-    "subject",
-    "verbs",
-    "objects",
-    "answer",
-    "answer_verbs",
-    "answer_objects",
-)
 
 # Undirected edges. The question node is the root of the question's parts (its type and its
 # subject-verb-object triple); subject -> verbs -> objects is the SVO chain; the question type says what

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from models.graph_nodes import GRAPH_NODES  # noqa: F401  (re-exported: the SVO table's node columns)
+
 SCHEMA_VERSION = 1
 
 # Key of the JSON blob every artifact carries in its Parquet key-value metadata.
@@ -16,17 +18,6 @@ METADATA_KEY = b"cra"
 
 VIDEO_STATUSES = ("ok", "missing", "empty", "corrupt")
 
-# CRA's semantic structure graph: 8 nodes, in this order (the prototype row order too).
-GRAPH_NODES = (
-    "question",
-    "question_type",
-    "subject",
-    "verbs",
-    "objects",
-    "answer",
-    "answer_verbs",
-    "answer_objects",
-)
 
 SEGMENT = pa.list_(pa.float64(), 2)  # [start_s, end_s]
 
