@@ -52,6 +52,24 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def open_live(log_dir: str):
+    """A dvclive logger that never writes dvc.yaml (plots and metrics are declared there by hand)."""
+    from dvclive import Live  # imported here: it is slow to import and only training logs
+    from scmrepo.exceptions import SCMError
+
+    class _Live(Live):
+        def _init_dvc(self) -> None:
+            try:
+                super()._init_dvc()
+            except SCMError as err:
+                # dvclive 3.49 raises (instead of warning) in a git repo without commits; the
+                # metrics and plots files are still written, only the DVC experiment link is lost.
+                log.warning("dvclive: %s; logging without the DVC experiment link (make a first commit)", err)
+                self._dvc_file = None
+
+    return _Live(dir=log_dir, save_dvc_exp=False, dvcyaml=None)
+
+
 def selection_value(result: dict[str, Any], cfg) -> tuple[str, float]:
     """The validation number the best epoch is chosen by (and its name)."""
     rule_result = result["rules"].get(cfg.select_rule)
@@ -86,12 +104,10 @@ def run(params: Params) -> None:
     steps_per_epoch = sum(1 for _ in batch_indices(len(train_questions), cfg.batch_size, True, np.random.default_rng(0)))
     scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
 
-    from dvclive import Live  # imported here: it is slow to import and only training logs
-
     rng = np.random.default_rng(cfg.seed)
     best_value, best_state = -math.inf, None
     # dvcyaml=None: the plots and metrics are declared in dvc.yaml by hand, never rewritten by dvclive.
-    with Live(dir=params.paths.train_log, save_dvc_exp=False, dvcyaml=None) as live:
+    with open_live(params.paths.train_log) as live:
         for epoch in progress(range(1, cfg.epochs + 1), desc="train", total=cfg.epochs, unit="epoch"):
             model.train()
             sums, batches = defaultdict(float), 0

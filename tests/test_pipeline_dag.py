@@ -1,0 +1,130 @@
+"""End-to-end smoke run of the whole DVC DAG on a tiny synthetic set, and the caching contract.
+
+The project (code + dvc.yaml + params.yaml) is copied into a fresh git + DVC repo in a temporary
+folder, shrunk to the `tiny` preset, and driven with the real `dvc` CLI, as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["generate", "prepare", "visual_features", "text_features", "svo", "confounders", "train", "evaluate"]
+DVC = str(Path(sys.executable).with_name("dvc"))
+GIT_IDENTITY = ["-c", "user.name=cra-tests", "-c", "user.email=cra-tests@example.com"]
+
+
+def tiny_params(params: dict) -> dict:
+    params["paths"]["python"] = sys.executable
+    params["synthetic"]["preset"] = "tiny"
+    params["decode"]["num_frames"] = 8
+    params["features"]["visual"]["batch_size"] = 32
+    params["clusters"].update(visual_k=8, language_k=4)
+    params["model"].update(d_model=32, heads=4, layers=1)
+    params["gsg"]["kernel_size"] = 3
+    params["train"].update(epochs=2, batch_size=8, num_threads=1)
+    params["eval"]["plot_examples"] = 2
+    return params
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    return output
+
+
+def stages_run(output: str) -> set[str]:
+    return {stage for stage in STAGES if f"Running stage '{stage}'" in output}
+
+
+def changed_stages(project: Path) -> set[str]:
+    status = json.loads(run([DVC, "status", "--json"], project))
+    return {name.split(":")[-1] for name in status}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cra_project")
+    for name in ("pipeline", "stages", "models"):
+        shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "constraints.txt", ".gitignore"):
+        shutil.copy(REPO_ROOT / name, root / name)
+    params = tiny_params(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run([DVC, "init", "-q"], root)
+    run([DVC, "config", "core.analytics", "false"], root)
+    output = run([DVC, "repro"], root)
+    assert stages_run(output) == set(STAGES), output[-3000:]
+    run(["git", *GIT_IDENTITY, "add", "-A"], root)
+    run(["git", *GIT_IDENTITY, "commit", "-qm", "tiny pipeline"], root)
+    return root
+
+
+def test_full_dag_writes_every_artifact(project: Path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    paths = params["paths"]
+    for key in ("qa_table", "video_manifest", "visual_features", "svo_graphs", "metrics"):
+        assert (project / paths[key]).is_file(), key
+    for key in ("text_features", "confounders", "checkpoint", "predictions"):
+        assert any((project / paths[key]).iterdir()), key
+    metrics = json.loads((project / paths["metrics"]).read_text())
+    assert set(metrics) == {"test_iid", "test_ood"}
+    for split in metrics.values():
+        assert 0.0 <= split["acc_qa"] <= 100.0
+        for rule in ("prehoc", "posthoc", "merged", "reference_whole", "reference_center", "reference_random"):
+            assert {"acc_qa", "acc_gqa", "miop", "iop@0.3", "iop@0.5", "miou", "iou@0.3", "iou@0.5"} <= set(split[rule])
+        # The whole-video span contains every ground-truth segment: IoP is the segment's share of the video.
+        assert split["reference_whole"]["miop"] < 100.0
+    assert (project / paths["predictions"] / "test_ood" / "grounding.png").is_file()
+
+
+def test_official_files_rescore_to_the_stage_metrics(project: Path):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    split_dir = project / params["paths"]["predictions"] / "test_iid"
+    output = run(
+        [sys.executable, "-m", "pipeline", "score", "--gsub", str(split_dir / "gsub.json"),
+         "--ground", str(split_dir / "ground_posthoc.json"), "--qa", str(split_dir / "qa.json"), "--json"],
+        project,
+    )
+    rescored = json.loads(output.strip().splitlines()[-1])
+    metrics = json.loads((project / params["paths"]["metrics"]).read_text())["test_iid"]["posthoc"]
+    for key, value in metrics.items():
+        assert rescored[key] == pytest.approx(value, abs=1e-3), key
+
+
+def test_nothing_changed_runs_nothing(project: Path):
+    assert changed_stages(project) == set()
+    assert stages_run(run([DVC, "repro"], project)) == set()
+
+
+def test_visual_params_invalidate_visual_features_only(project: Path):
+    # `dvc status` lists the stages whose own deps or params changed; downstream stages re-run
+    # only if those outputs then change. Text features and SVO must not be touched.
+    params_path = project / "params.yaml"
+    original = params_path.read_text()
+    params = yaml.safe_load(original)
+    params["features"]["visual"]["batch_size"] = 16
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        assert changed_stages(project) == {"visual_features"}
+    finally:
+        params_path.write_text(original)
+
+
+def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
+    output = run([DVC, "exp", "run", "-S", "gsg.sigma_init=2.0"], project)
+    assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
