@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.synthetic.vocabulary import BACKGROUND_NAMES, COLOURS, KIND_NAMES
+from pipeline.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, PALETTE
 
 SLOTS = ("left", "middle", "right")  # SceneObject.cell 0, 1, 2
 STATES = ("normal", "grown", "shrunk", "flashing", "recoloured", "gone")
 STATE_OF_KIND = dict(zip(KIND_NAMES, STATES[1:]))  # grow -> grown, ..., disappear -> gone
-LOOKS = (*COLOURS, "white", "none")  # what colour_* sees: a palette colour, a flash, nothing
+LOOKS = (*PALETTE, "white", "none")  # what colour_* sees: an own or recolour colour, a flash, nothing
 TASKS: dict[str, tuple[str, ...]] = {
     **{f"slot_{slot}": STATES for slot in SLOTS},
     **{f"any_{kind}": ("no", "yes") for kind in KIND_NAMES},

@@ -17,7 +17,7 @@ from pipeline.errors import PipelineError
 from pipeline.io import write_table
 from pipeline.synthetic import build_dataset
 from pipeline.synthetic.render import frame_states
-from pipeline.synthetic.vocabulary import COLOURS, FLASH_RGB
+from pipeline.synthetic.vocabulary import FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
 from pipeline.synthetic.writer import events_json
 
 # Objects in cells right (0), left (1), middle (2); 4 s at 10 fps (frames 0..39).
@@ -70,7 +70,7 @@ def test_frame_labels_agree_with_the_renderer_on_generated_videos():
     cfg = SyntheticConfig(preset="tiny")
     dataset = build_dataset(cfg, total_videos=4)
     cell_size = min(cfg.width / 3, cfg.height)
-    size_of_state = {"normal": 0.24, "grown": 0.48, "shrunk": 0.11}
+    size_of_state = {"normal": SIZE_NORMAL, "grown": SIZE_BIG, "shrunk": SIZE_SMALL}
     checked = 0
     for split, videos in dataset.videos.items():
         records = json.loads(events_json(dataset, split))
@@ -83,7 +83,7 @@ def test_frame_labels_agree_with_the_renderer_on_generated_videos():
                     slot, look = labels[f"slot_{lp.SLOTS[obj.cell]}"], labels[f"colour_{lp.SLOTS[obj.cell]}"]
                     assert visible == (slot != "gone") == (look != "none")
                     if visible:
-                        assert rgb == (FLASH_RGB if look == "white" else COLOURS[look])
+                        assert rgb == (FLASH_RGB if look == "white" else PALETTE[look])
                         assert (slot == "flashing") == (look == "white")
                         if slot in size_of_state:
                             assert radius == max(2, round(size_of_state[slot] * cell_size))

@@ -40,6 +40,8 @@ from pipeline.synthetic.vocabulary import (
     BACKGROUND_NAMES,
     BACKGROUNDS,
     COLOURS,
+    PALETTE,
+    RECOLOURS,
     FLASH_RGB,
     KIND_NAMES,
     LEAD_INS,
@@ -286,7 +288,7 @@ def test_frames_show_the_timeline(tiny: Path):
                     elif kind == "flash":
                         assert area < 0.1 * own_area and np.abs(centre - FLASH_RGB).max() <= 40
                     elif kind == "recolour":
-                        new = COLOURS[event["colour"]]
+                        new = PALETTE[event["colour"]]
                         assert area < 0.1 * own_area and np.abs(centre - new).max() <= 60, (video_id, event)
                         assert colour_pixels(frame, obj["cell"], new) > 0.5 * own_area
                     elif kind == "disappear":
@@ -400,6 +402,7 @@ def test_timelines_keep_their_design_promises():
         assert {q.answer_kind for q in video.questions} == {video.target_kind}
         names = {o.colour for o in script.objects}
         assert all(e.colour not in names for e in script.events if e.kind == "recolour")
+        assert all(e.colour in RECOLOURS for e in script.events if e.kind == "recolour")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from pipeline.synthetic.questions import Question, candidates_by_kind, finalize,
 from pipeline.synthetic.timeline import VideoScript, sample_script
 from pipeline.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, LEAD_INS, paired_background, paired_lead_in
 
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: dedicated recolour colours, larger shrunk size
 # A timeline is re-drawn until it offers `preset.min_questions` questions for EVERY kind (about one
 # in three does); the test looks at all kinds, not at the target one, so it cannot leak the target.
 MAX_SCRIPT_ATTEMPTS = 200

@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from pipeline.synthetic.timeline import Event, SceneObject, VideoScript
-from pipeline.synthetic.vocabulary import BACKGROUNDS, COLOURS, FLASH_RGB, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
+from pipeline.synthetic.vocabulary import BACKGROUNDS, COLOURS, FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
 
 FOURCC = "mp4v"
 NUM_CELLS = 3
@@ -43,7 +43,7 @@ def object_state(obj: SceneObject, event: Event | None, cell_size: float) -> Obj
     elif kind == "flash":
         colour = FLASH_RGB
     elif kind == "recolour":
-        colour = COLOURS[event.colour]
+        colour = PALETTE[event.colour]
     elif kind == "disappear":
         return (False, colour, 0)
     else:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.synthetic.vocabulary import COLOURS, KIND_NAMES, SHAPES, event_text
+from pipeline.synthetic.vocabulary import COLOURS, KIND_NAMES, RECOLOURS, SHAPES, event_text
 
 NUM_OBJECTS = 3
 EXTRA_EVENT_PROB = 0.5
@@ -205,8 +205,7 @@ def derive_causal_links(events: tuple[Event, ...], duration_ds: int) -> tuple[tu
 def sample_script(rng: np.random.Generator, duration_s: int, fps: int) -> VideoScript:
     """Objects, their events and the causal links of one video."""
     objects = sample_objects(rng)
-    owned = {o.colour for o in objects}
-    free_colours = [c for c in COLOURS if c not in owned]
+    free_colours = list(RECOLOURS)  # never an object's own colour: see vocabulary.RECOLOURS
     duration_ds = duration_s * 10
     events: list[Event] = []
     for obj in objects:

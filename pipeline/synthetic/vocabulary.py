@@ -12,8 +12,10 @@ object in a 160x120 frame, so all five kinds are recognisable frame by frame; mo
 position changes (60-75 %) are left out on purpose.
 
 Colour changes and naming: an object is always named by its *own* colour ("the red circle"); a
-`recolour` event turns it, for the event only, into one of the palette colours that no object of
-the video owns, so an object's name never matches another object's current look.
+`recolour` event turns it, for the event only, into one of the RECOLOURS, which no object ever owns,
+so an object's name never matches another object's current look and a recoloured object is
+recognisable in a single frame (a linear probe on the default features could not tell "red circle
+turned blue" from "a blue circle" when recolours were drawn from the object colours).
 
 Confounder pairing: the k-th event kind is paired with the k-th background colour (the visual
 nuisance) and the k-th question lead-in (the linguistic nuisance).
@@ -32,6 +34,12 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (160, 50, 230),
     "cyan": (30, 210, 220),
 }
+# Colours only a `recolour` event shows (never an object's own colour), distinct from COLOURS and white.
+RECOLOURS: dict[str, tuple[int, int, int]] = {
+    "orange": (255, 140, 0),
+    "pink": (255, 110, 200),
+}
+PALETTE: dict[str, tuple[int, int, int]] = {**COLOURS, **RECOLOURS}
 FLASH_RGB = (255, 255, 255)
 
 SHAPES = ("circle", "square", "triangle")
@@ -82,7 +90,7 @@ assert len(EVENT_KINDS) == len(BACKGROUNDS) == len(LEAD_INS), "one nuisance valu
 # Relative object sizes: radius as a fraction of the object's cell (a third of the width).
 SIZE_NORMAL = 0.24
 SIZE_BIG = 0.48
-SIZE_SMALL = 0.11
+SIZE_SMALL = 0.14  # 0.11 was too small for 32-px ViT patches: a probe confused shrunk with gone
 
 
 def paired_background(kind: str) -> str:
