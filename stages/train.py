@@ -133,7 +133,7 @@ def run(params: Params) -> None:
                 live.log_metric(f"train/loss/{name}", total / max(1, batches))
             live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
             if model.gsg is not None and params.gsg.smoothing:
-                live.log_metric("train/gsg_sigma", float(model.gsg.sigma))
+                live.log_metric("train/gsg_sigma", float(model.gsg.sigma.detach()))
             summary = f"epoch {epoch}: loss {sums['total'] / max(1, batches):.4f}"
             if val_questions is not None:
                 result = score_split(val_questions, predict(model, bank, val_questions, params.eval.batch_size, device), [cfg.select_rule])
