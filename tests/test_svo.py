@@ -12,21 +12,17 @@ from stanza.models.common.doc import Document
 
 from pipeline import schemas
 from pipeline.config import ConfigError, Params, PathsConfig, SVOConfig, build
-from pipeline.errors import PipelineError
-from pipeline.io import read_metadata, read_table, write_table
-from pipeline.semantic_graph import (
+from pipeline.dependency_parsers import (
     MAX_PARSE_CHARS,
-    SemanticGraph,
     SpacyParser,
     StanzaParser,
-    Token,
-    Triple,
-    build_qa_graph,
-    graph_from_tokens,
     parse_graphs,
     prepare_text,
     stanza_sentences,
 )
+from pipeline.errors import PipelineError
+from pipeline.io import read_metadata, read_table, write_table
+from pipeline.semantic_graph import SemanticGraph, Token, Triple, build_qa_graph, graph_from_tokens
 from stages import svo as svo_stage
 
 # UD trees as (text, lemma, upos, head, deprel) rows; ids are the 1-based positions.
