@@ -66,9 +66,11 @@ def score_split(
     rules: Sequence[str],
     references: Sequence[str] = (),
     seed: int = 0,
+    spans: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Metrics per grounding rule (and per trivial reference span), overall and per question type.
 
+    `spans` are `{rule: (N, 2)}` from `rule_spans`, when already computed.
     Returns `{"n": ..., "acc_qa": ..., "rules": {rule: score(...)}, "references": {kind: score(...)}}`;
     without grounding labels in the split only `acc_qa` is filled.
     """
@@ -80,8 +82,10 @@ def score_split(
     gsub = questions.gsub()
     qa = {k: {"answer": int(a), "prediction": int(p)} for k, a, p in zip(keys, questions.answers, predictions.predictions)}
     types = dict(zip(keys, questions.types))
-    for rule, spans in rule_spans(predictions, rules).items():
-        result["rules"][rule] = score(gsub, dict(zip(keys, spans.tolist())), qa=qa, types=types)
+    # Grounding is a Python loop per question: reuse spans the caller already computed.
+    spans = spans if spans is not None else rule_spans(predictions, rules)
+    for rule in rules:
+        result["rules"][rule] = score(gsub, dict(zip(keys, spans[rule].tolist())), qa=qa, types=types)
     durations = _durations(questions, predictions)
     for kind in references:
         spans = reference_spans(durations, kind, seed=seed)

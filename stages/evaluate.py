@@ -109,7 +109,7 @@ def run(params: Params) -> None:
         questions = load_split(qa, split, bank)
         predictions = predict(model, bank, questions, params.eval.batch_size, device)
         spans = rule_spans(predictions, ("prehoc", "posthoc", "merged"))
-        result = score_split(questions, predictions, params.eval.rules, params.eval.references, params.eval.seed)
+        result = score_split(questions, predictions, params.eval.rules, params.eval.references, params.eval.seed, spans)
         metrics[split] = split_metrics(result)
         report["splits"][split] = result
         for name, values in prediction_rows(questions, predictions, spans).items():

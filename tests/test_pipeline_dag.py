@@ -128,3 +128,13 @@ def test_visual_params_invalidate_visual_features_only(project: Path):
 def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
     output = run([DVC, "exp", "run", "-S", "gsg.sigma_init=2.0"], project)
     assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
+
+
+def test_re_rendered_videos_re_run_feature_extraction(project: Path):
+    # Another visual nuisance re-renders the videos with the same timelines: the manifest (paths,
+    # frame counts, sampled indices) can stay byte-identical, so the videos themselves must be deps.
+    params_path = project / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["synthetic"]["rho_visual"] = 0.2 if params["synthetic"]["rho_visual"] != 0.2 else 0.7
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert {"generate", "visual_features"} <= stages_run(run([DVC, "repro"], project))
