@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import PipelineError
-from pipeline.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, PALETTE
+from pipeline.data.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, PALETTE
 
 SLOTS = ("left", "middle", "right")  # SceneObject.cell 0, 1, 2
 STATES = ("normal", "grown", "shrunk", "flashing", "recoloured", "gone")
@@ -209,7 +209,7 @@ def load_records(synthetic_dir: Path, splits: tuple[str, ...]) -> dict[str, dict
 
 def run_probe(features_path: Path, synthetic_dir: Path, c_grid: tuple[float, ...], max_iter: int) -> dict:
     """Every task's ProbeResult (as dicts) on the artifacts, plus what they were made from."""
-    from pipeline.visual_features_io import read_visual_features
+    from pipeline.artifacts.visual_features import read_visual_features
 
     visual = read_visual_features(features_path, expected=None)
     records = load_records(synthetic_dir, TRAIN_SPLITS + SELECT_SPLITS + TEST_SPLITS)

@@ -63,9 +63,9 @@ def write_manifest(path: Path, videos: list[Path], rows: int, num_frames: int, f
                    height: int, fps: float = 16.0) -> Path:
     import pyarrow as pa
 
-    from pipeline import schemas
-    from pipeline.io import write_table
-    from pipeline.video import sample_frame_indices
+    from pipeline.artifacts import schemas
+    from pipeline.artifacts.parquet import write_table
+    from pipeline.data.video import sample_frame_indices
 
     indices, timestamps = sample_frame_indices(frames, fps, num_frames)
     table = pa.Table.from_pylist(
@@ -127,9 +127,9 @@ class Meter:
 def measure_throughput(args: argparse.Namespace, work: Path, videos: list[Path]) -> dict:
     import torch
 
-    from pipeline.decode import decode_frames
+    from pipeline.data.decode import decode_frames
     from pipeline.runtime import resolve_device
-    from pipeline.visual_encoder import load_encoder
+    from pipeline.encoders.visual import load_encoder
     from stages.visual_features import extract_visual_features, load_video_requests
 
     manifest = write_manifest(work / "videos.parquet", videos, args.videos, args.num_frames, args.video_frames,

@@ -1,4 +1,17 @@
-"""Pipeline infrastructure: typed config, table schemas and I/O, the CLI, runtime helpers, datasets."""
+"""Pipeline infrastructure, grouped by what each part does in the DAG.
+
+    cli.py, __main__.py              the `cra` / `python -m pipeline` commands (call `stages/`)
+    evaluation/                      scoring (official NExT-GQA metrics) and running a model over a split
+    training/                        model inputs assembled from the feature artifacts
+    data/                            dataset adapters, the synthetic generator, video probing and decoding
+    encoders/                        visual and text encoders, dependency parsers, semantic graphs
+    artifacts/                       Parquet schemas, readers and writers of every artifact, checkpoints
+    config.py, errors.py, runtime.py typed params, user-facing errors, seeding/devices/logging
+
+Imports only go down this list (`evaluation` may use `training`; `data` and `encoders` may use
+`artifacts`), and `pipeline/` may import `models/`, never `stages/` (except the CLI, which runs them).
+`tests/test_layout.py` checks it.
+"""
 
 import os
 

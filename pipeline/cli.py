@@ -112,7 +112,7 @@ def score(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Score grounding (and QA) result files exactly as NExT-GQA's official evaluation."""
-    from pipeline import scoring
+    from pipeline.evaluation import scoring
 
     result = scoring.score_files(gsub=gsub, ground=ground, weights=weights, frame2time=frame2time, qa=qa)
     if as_json:
@@ -128,7 +128,7 @@ def inspect(
     rows: Annotated[int, typer.Option(help="rows to preview")] = 3,
 ) -> None:
     """Show an artifact's schema, row count, metadata and first rows."""
-    from pipeline.inspect import describe
+    from pipeline.artifacts.inspect import describe
 
     typer.echo(describe(artifact, preview_rows=rows))
 

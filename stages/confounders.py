@@ -16,7 +16,7 @@ A K larger than the number of distinct points cannot be honoured: `clusters.on_t
 either reduces K (with a warning, recorded in the metadata as `k_reduced`) or stops with an error.
 When K equals the number of distinct points, each distinct point is its own cluster (no k-means).
 Cluster sizes, empty clusters, inertia and K are logged and stored in each file's metadata.
-Results are deterministic for a given `clusters.seed`. Output and reader: `pipeline.confounder_io`.
+Results are deterministic for a given `clusters.seed`. Output and reader: `pipeline.artifacts.confounders`.
 
 Shape notation: N points, F point width (Dv, or G*Dt), K clusters, T frames, G graph nodes (8).
 """
@@ -32,15 +32,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import ClustersConfig, Params
-from pipeline.confounder_io import LANGUAGE_ARTIFACT, LANGUAGE_FILE, VISUAL_ARTIFACT, VISUAL_FILE
+from pipeline.artifacts.confounders import LANGUAGE_ARTIFACT, LANGUAGE_FILE, VISUAL_ARTIFACT, VISUAL_FILE
 from pipeline.errors import PipelineError
-from pipeline.io import numpy_to_fixed_list, read_metadata, read_table, write_table
+from pipeline.artifacts.parquet import numpy_to_fixed_list, read_metadata, read_table, write_table
 from pipeline.runtime import get_logger, resolve_device, timed
-from pipeline.text_encoder import TextEncoder, embed_graph_nodes, load_text_encoder
-from pipeline.text_features_io import POOLING
-from pipeline.visual_features_io import VisualFeatures, expected_visual_metadata, read_visual_features
+from pipeline.encoders.text import TextEncoder, embed_graph_nodes, load_text_encoder
+from pipeline.artifacts.text_features import POOLING
+from pipeline.artifacts.visual_features import VisualFeatures, expected_visual_metadata, read_visual_features
 
 log = get_logger("confounders")
 

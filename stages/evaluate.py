@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from pipeline import schemas
-from pipeline.checkpoint import load_checkpoint
+from pipeline.artifacts import schemas
+from pipeline.artifacts.checkpoint import load_checkpoint
 from pipeline.config import Params
 from pipeline.errors import PipelineError
-from pipeline.evaluation import SplitPredictions, predict, rule_spans, score_split
-from pipeline.io import write_table
-from pipeline.qa_data import SplitQuestions, load_feature_bank, load_split, read_qa_table
+from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
+from pipeline.artifacts.parquet import write_table
+from pipeline.training.batches import SplitQuestions, load_feature_bank, load_split, read_qa_table
 from pipeline.runtime import get_logger, resolve_device
-from pipeline.scoring import format_report, write_official_files
+from pipeline.evaluation.scoring import format_report, write_official_files
 
 log = get_logger("evaluate")
 

@@ -1,6 +1,6 @@
 """Stage `generate`: render the synthetic confounded VideoQG benchmark into `paths.synthetic`.
 
-Builds every split's scripts and questions (`pipeline.synthetic.build_dataset`), renders each video
+Builds every split's scripts and questions (`pipeline.data.synthetic.build_dataset`), renders each video
 to mp4, writes the NExT-GQA-format annotation files, and only then swaps the finished folder into
 place, so an interrupted run never leaves a half-written benchmark behind.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 from pipeline.config import Params, SyntheticConfig
 from pipeline.errors import PipelineError
 from pipeline.runtime import get_logger, progress
-from pipeline.synthetic import SPLITS, build_dataset, render_video, write_annotations
-from pipeline.synthetic.writer import GENERATOR_NAME
+from pipeline.data.synthetic import SPLITS, build_dataset, render_video, write_annotations
+from pipeline.data.synthetic.writer import GENERATOR_NAME
 
 log = get_logger("generate")
 

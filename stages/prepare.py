@@ -1,6 +1,6 @@
 """Stage `prepare`: annotations -> QA table; every referenced video -> probed manifest row.
 
-Reads `data.dataset`'s annotations through its adapter (`pipeline.datasets`), writes
+Reads `data.dataset`'s annotations through its adapter (`pipeline.data.datasets`), writes
 `paths.qa_table` (schema QA, one row per question) and `paths.video_manifest` (schema
 VIDEO_MANIFEST, one row per distinct video the questions refer to: its path, probe results and,
 for usable videos, the T frame indices and timestamps to decode). Bad videos (missing, empty,
@@ -19,12 +19,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from pipeline.config import Params
-from pipeline.datasets import LoadedDataset, load_dataset, qa_table
+from pipeline.data.datasets import LoadedDataset, load_dataset, qa_table
 from pipeline.errors import PipelineError
-from pipeline.io import write_table
+from pipeline.artifacts.parquet import write_table
 from pipeline.runtime import get_logger, progress, timed
-from pipeline.schemas import QA, VIDEO_MANIFEST, VIDEO_STATUSES
-from pipeline.video import VideoProbe, probe_video, sample_frame_indices
+from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST, VIDEO_STATUSES
+from pipeline.data.video import VideoProbe, probe_video, sample_frame_indices
 
 log = get_logger("prepare")
 

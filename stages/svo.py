@@ -4,8 +4,8 @@ Reads the QA table (`paths.qa_table`), parses each distinct question and right-a
 with the parser `svo.parser` names (spaCy offline by default, or Stanza, the paper's), and writes
 `paths.svo_graphs` (schema `schemas.SVO_GRAPHS`): one row per QA, in the QA table's row order
 (which `prepare` sorts by split, video_id, qid), with the 8 `node_*` strings and the SVO triples.
-The parsers are in `pipeline.dependency_parsers`; the rules that turn a parse into nodes are in
-`pipeline.semantic_graph`.
+The parsers are in `pipeline.encoders.dependency_parsers`; the rules that turn a parse into nodes are in
+`pipeline.encoders.semantic_graph`.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import Params
-from pipeline.dependency_parsers import MAX_PARSE_CHARS, DependencyParser, load_parser, parse_graphs, prepare_text
+from pipeline.encoders.dependency_parsers import MAX_PARSE_CHARS, DependencyParser, load_parser, parse_graphs, prepare_text
 from pipeline.errors import PipelineError
-from pipeline.io import read_table, write_table
+from pipeline.artifacts.parquet import read_table, write_table
 from pipeline.runtime import get_logger, progress
-from pipeline.semantic_graph import QAGraph, SemanticGraph, build_qa_graph
+from pipeline.encoders.semantic_graph import QAGraph, SemanticGraph, build_qa_graph
 
 log = get_logger("svo")
 

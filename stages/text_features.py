@@ -1,7 +1,7 @@
 """Stage `text_features`: encode every question, answer option and question+answer text once.
 
 Reads the QA table (`paths.qa_table`) and writes the folder `paths.text_features` (layout and reader
-in `pipeline.text_features_io`):
+in `pipeline.artifacts.text_features`):
   - question.parquet: each unique question, (L=question_max_len, D) token features + mask + pooled;
   - option.parquet:   each unique option string, (L=answer_max_len, D) tokens + mask + pooled.
     Options repeat a lot across questions, so each distinct string is encoded once;
@@ -23,13 +23,13 @@ from typing import Any, Sequence
 import numpy as np
 import pyarrow as pa
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import Params, TextFeaturesConfig
 from pipeline.errors import PipelineError
-from pipeline.io import numpy_to_fixed_list, read_table, write_table
+from pipeline.artifacts.parquet import numpy_to_fixed_list, read_table, write_table
 from pipeline.runtime import get_logger, resolve_device, timed
-from pipeline.text_encoder import TextEncoder, load_text_encoder
-from pipeline.text_features_io import (
+from pipeline.encoders.text import TextEncoder, load_text_encoder
+from pipeline.artifacts.text_features import (
     ARTIFACT,
     KINDS,
     POOLING,

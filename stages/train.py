@@ -20,10 +20,10 @@ import torch
 
 from models.cra import CRA
 from models.losses import compute_losses
-from pipeline.checkpoint import save_checkpoint
+from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
-from pipeline.evaluation import predict, score_split
-from pipeline.qa_data import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
+from pipeline.evaluation.predict import predict, score_split
+from pipeline.training.batches import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
 from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
 
 log = get_logger("train")

@@ -1,11 +1,11 @@
 """Stage `visual_features`: decode each usable video's T sampled frames, encode them with open_clip.
 
 Reads the rows of `paths.video_manifest` with status `ok` (their `frame_indices` and `timestamps`
-come from `prepare`) and writes `paths.visual_features` (schema `pipeline.schemas.visual_features`;
-read it with `pipeline.visual_features_io.read_visual_features`). Output rows follow manifest order.
+come from `prepare`) and writes `paths.visual_features` (schema `pipeline.artifacts.schemas.visual_features`;
+read it with `pipeline.artifacts.visual_features.read_visual_features`). Output rows follow manifest order.
 
 The data path, bounded in memory whatever the number of videos:
-  decode workers (`pipeline.decode.iter_decoded`): decord decode + resize/crop, `prefetch_videos` ahead
+  decode workers (`pipeline.data.decode.iter_decoded`): decord decode + resize/crop, `prefetch_videos` ahead
   -> `FrameBatcher`: frames of consecutive videos packed into encoder batches of `batch_size` frames,
      features split back per video (a batch spans videos; no video waits for a full batch of its own)
   -> `VisualEncoder.encode` in this process (it gets the cores; decode workers use one thread each)
@@ -29,14 +29,14 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import Params
-from pipeline.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded
+from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded
 from pipeline.errors import PipelineError
-from pipeline.io import StreamWriter, numpy_to_fixed_list, read_table
+from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_table
 from pipeline.runtime import get_logger, progress, resolve_device
-from pipeline.visual_encoder import VisualEncoder, load_encoder
-from pipeline.visual_features_io import ARTIFACT
+from pipeline.encoders.visual import VisualEncoder, load_encoder
+from pipeline.artifacts.visual_features import ARTIFACT
 
 log = get_logger("visual_features")
 
@@ -44,7 +44,7 @@ log = get_logger("visual_features")
 ROW_GROUP_BYTES = 16 << 20
 # Sources with a short side above this multiple of the model input side are downscaled at decode.
 DECODE_MAX_SCALE = 2
-# Decode workers' niceness when they share the CPU with the encoder (see pipeline.decode).
+# Decode workers' niceness when they share the CPU with the encoder (see pipeline.data.decode).
 CPU_WORKER_NICENESS = 10
 
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import (
     ClustersConfig,
     DecodeConfig,
@@ -20,10 +20,10 @@ from pipeline.config import (
     TextFeaturesConfig,
     VisualFeaturesConfig,
 )
-from pipeline.confounder_io import expected_confounder_metadata, read_confounders
+from pipeline.artifacts.confounders import expected_confounder_metadata, read_confounders
 from pipeline.errors import PipelineError
-from pipeline.io import ArtifactError, write_table
-from pipeline.text_encoder import embed_graph_nodes, load_text_encoder
+from pipeline.artifacts.parquet import ArtifactError, write_table
+from pipeline.encoders.text import embed_graph_nodes, load_text_encoder
 from stages import confounders as stage
 
 BLOB_CENTERS = np.array([[0.0] * 6, [10.0] * 6, [-10.0, 10.0, -10.0, 10.0, -10.0, 10.0]], dtype=np.float32)

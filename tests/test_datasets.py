@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import DataConfig, DecodeConfig, Params, PathsConfig
-from pipeline.datasets import AnnotationError, load_dataset, qa_table
+from pipeline.data.datasets import AnnotationError, load_dataset, qa_table
 from pipeline.errors import PipelineError
-from pipeline.io import read_metadata, read_table
-from pipeline.schemas import QA, VIDEO_MANIFEST
+from pipeline.artifacts.parquet import read_metadata, read_table
+from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST
 from stages import prepare
 from tests.test_video_probe import write_video
 

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline import schemas
-from pipeline.inspect import describe
-from pipeline.io import (
+from pipeline.artifacts import schemas
+from pipeline.artifacts.inspect import describe
+from pipeline.artifacts.parquet import (
     ArtifactError,
     StreamWriter,
     fixed_list_to_numpy,

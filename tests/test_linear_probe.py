@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 
 from benchmarks import linear_probe as lp
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import SyntheticConfig
 from pipeline.errors import PipelineError
-from pipeline.io import write_table
-from pipeline.synthetic import build_dataset
-from pipeline.synthetic.render import frame_states
-from pipeline.synthetic.vocabulary import FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
-from pipeline.synthetic.writer import events_json
+from pipeline.artifacts.parquet import write_table
+from pipeline.data.synthetic import build_dataset
+from pipeline.data.synthetic.render import frame_states
+from pipeline.data.synthetic.vocabulary import FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
+from pipeline.data.synthetic.writer import events_json
 
 # Objects in cells right (0), left (1), middle (2); 4 s at 10 fps (frames 0..39).
 TIMELINE = {

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from models.grounding import posthoc_span
 from pipeline.cli import app
-from pipeline.scoring import (
+from pipeline.evaluation.scoring import (
     ScoringError,
     best_overlap,
     format_report,
@@ -138,7 +138,7 @@ def test_score_refuses_unscorable_inputs():
 
 
 def expected_metrics(gsub: dict, spans: dict, qa: dict | None) -> tuple[dict, int]:
-    """The README's definition written out as a plain loop, independently of pipeline.scoring."""
+    """The README's definition written out as a plain loop, independently of pipeline.evaluation.scoring."""
     ious, iops, correct = [], [], []
     for video_id, video in gsub.items():
         for qid, segments in video["location"].items():

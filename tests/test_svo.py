@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from stanza.models.common.doc import Document
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import ConfigError, Params, PathsConfig, SVOConfig, build
-from pipeline.dependency_parsers import (
+from pipeline.encoders.dependency_parsers import (
     MAX_PARSE_CHARS,
     SpacyParser,
     StanzaParser,
@@ -21,8 +21,8 @@ from pipeline.dependency_parsers import (
     stanza_sentences,
 )
 from pipeline.errors import PipelineError
-from pipeline.io import read_metadata, read_table, write_table
-from pipeline.semantic_graph import SemanticGraph, Token, Triple, build_qa_graph, graph_from_tokens
+from pipeline.artifacts.parquet import read_metadata, read_table, write_table
+from pipeline.encoders.semantic_graph import SemanticGraph, Token, Triple, build_qa_graph, graph_from_tokens
 from stages import svo as svo_stage
 
 # UD trees as (text, lemma, upos, head, deprel) rows; ids are the 1-based positions.

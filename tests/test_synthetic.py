@@ -33,10 +33,10 @@ from scipy.stats import chi2_contingency, chisquare
 
 from pipeline.config import Params, PathsConfig, SyntheticConfig
 from pipeline.errors import PipelineError
-from pipeline.synthetic import SPLITS, build_split, get_preset
-from pipeline.synthetic.render import NUM_CELLS, object_centre
-from pipeline.synthetic.timeline import SceneObject, min_event_ds
-from pipeline.synthetic.vocabulary import (
+from pipeline.data.synthetic import SPLITS, build_split, get_preset
+from pipeline.data.synthetic.render import NUM_CELLS, object_centre
+from pipeline.data.synthetic.timeline import SceneObject, min_event_ds
+from pipeline.data.synthetic.vocabulary import (
     BACKGROUND_NAMES,
     BACKGROUNDS,
     COLOURS,
@@ -108,7 +108,7 @@ def test_same_params_give_byte_identical_files(tiny: Path, tmp_path: Path):
 def test_annotations_do_not_depend_on_the_hash_seed(tiny: Path, tmp_path: Path):
     script = (
         "import sys; from pathlib import Path; from pipeline.config import SyntheticConfig; "
-        "from pipeline.synthetic import build_dataset, write_annotations; "
+        "from pipeline.data.synthetic import build_dataset, write_annotations; "
         "write_annotations(build_dataset(SyntheticConfig(preset='tiny', seed=3)), Path(sys.argv[1]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
@@ -117,7 +117,7 @@ def test_annotations_do_not_depend_on_the_hash_seed(tiny: Path, tmp_path: Path):
 
 
 def test_another_seed_gives_another_benchmark(tiny: Path, tmp_path: Path):
-    from pipeline.synthetic import build_dataset, write_annotations
+    from pipeline.data.synthetic import build_dataset, write_annotations
 
     write_annotations(build_dataset(dataclasses.replace(TINY, seed=4)), tmp_path)
     assert (tmp_path / "train.csv").read_bytes() != (tiny / "train.csv").read_bytes()
@@ -211,7 +211,7 @@ def test_files_parse_with_the_rules_of_the_real_nextgqa_files(tiny: Path, nextgq
 
 def test_the_project_adapter_reads_the_benchmark(tiny: Path):
     from pipeline.config import DataConfig
-    from pipeline.datasets import load_dataset
+    from pipeline.data.datasets import load_dataset
 
     data = DataConfig(dataset="synthetic", annotation_dir=str(tiny), video_root=str(tiny / "videos"))
     dataset = load_dataset(data)

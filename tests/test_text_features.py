@@ -10,12 +10,12 @@ import pyarrow as pa
 import pytest
 import torch
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import FeaturesConfig, Params, PathsConfig, TextFeaturesConfig
 from pipeline.errors import PipelineError
-from pipeline.io import ArtifactError, read_metadata, write_table
-from pipeline.text_encoder import MODEL_PARAM, load_text_encoder, mean_pool, resolve_text_model
-from pipeline.text_features_io import (
+from pipeline.artifacts.parquet import ArtifactError, read_metadata, write_table
+from pipeline.encoders.text import MODEL_PARAM, load_text_encoder, mean_pool, resolve_text_model
+from pipeline.artifacts.text_features import (
     expected_text_metadata,
     file_name,
     qa_text,

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.video import VideoProbe, probe_video, sample_frame_indices, uniform_frame_indices
+from pipeline.data.video import VideoProbe, probe_video, sample_frame_indices, uniform_frame_indices
 
 
 def write_video(path: Path, num_frames: int = 40, fps: float = 10.0, width: int = 64, height: int = 48) -> Path:

@@ -18,13 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline import schemas
+from pipeline.artifacts import schemas
 from pipeline.config import Params, build
-from pipeline.decode import DecodeFailure, VideoRequest, decode_frames, decode_resolution, iter_decoded
+from pipeline.data.decode import DecodeFailure, VideoRequest, decode_frames, decode_resolution, iter_decoded
 from pipeline.errors import PipelineError
-from pipeline.io import ArtifactError, write_table
-from pipeline.visual_encoder import FramePreprocessor, PreprocessSpec, load_encoder, resolve_weights
-from pipeline.visual_features_io import expected_visual_metadata, read_visual_features
+from pipeline.artifacts.parquet import ArtifactError, write_table
+from pipeline.encoders.visual import FramePreprocessor, PreprocessSpec, load_encoder, resolve_weights
+from pipeline.artifacts.visual_features import expected_visual_metadata, read_visual_features
 from stages import visual_features as stage
 
 TINY_MODEL = "cra-test-tiny-vit"
@@ -215,17 +215,17 @@ def test_stage_writes_expected_rows_shapes_and_metadata(tmp_path, videos):
 
 
 def test_reader_is_zero_copy_and_looks_up_rows(tmp_path, videos, monkeypatch):
-    import pipeline.visual_features_io as visual_features_io
+    import pipeline.artifacts.visual_features as visual_artifact
 
     params, _ = run_stage(tmp_path, videos["manifest"])
     tables = []
-    original_read_table = visual_features_io.read_table
+    original_read_table = visual_artifact.read_table
 
     def capture(*args, **kwargs):
         tables.append(original_read_table(*args, **kwargs))
         return tables[-1]
 
-    monkeypatch.setattr(visual_features_io, "read_table", capture)
+    monkeypatch.setattr(visual_artifact, "read_table", capture)
     read = read_visual_features(params.paths.visual_features, expected_visual_metadata(params))
     column = tables[0].column("features")
     assert column.num_chunks == 1  # one row group
@@ -457,9 +457,9 @@ def test_missing_checkpoint_path_is_refused(tmp_path, no_download):
 
 
 def test_valid_tag_without_cached_weights_fails_fast(tmp_path, monkeypatch, no_download):
-    import pipeline.visual_encoder as visual_encoder
+    import pipeline.encoders.visual as visual_encoders
 
-    monkeypatch.setattr(visual_encoder, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
+    monkeypatch.setattr(visual_encoders, "OPEN_CLIP_URL_CACHE", tmp_path / "clip")
     with pytest.raises(PipelineError) as err:
         resolve_weights("ViT-B-32", "openai", cache_dir=tmp_path / "hub")
     message = str(err.value)

@@ -1,0 +1,143 @@
+"""What every dataset adapter returns, and the checks they share.
+
+An adapter turns one benchmark's annotation files into `QARecord`s (one multiple-choice question
+with its ground-truth segments) plus where each video lies, so `stages/prepare.py` never sees a
+dataset's file format.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import DataConfig
+from pipeline.errors import PipelineError
+
+
+class AnnotationError(PipelineError):
+    """A dataset's annotation file is missing or malformed; the message names the file and row."""
+
+
+@dataclass(frozen=True)
+class QARecord:
+    """One question, as a row of the `QA` table (pipeline.artifacts.schemas.QA)."""
+
+    split: str
+    qid: str
+    video_id: str
+    question: str
+    options: tuple[str, ...]
+    answer: int  # index into options
+    type: str
+    segments: tuple[tuple[float, float], ...]  # ground truth [start_s, end_s]; empty when unlabelled
+    duration: float | None  # seconds, from the annotation when it gives one
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset's questions and videos, ready for `stages/prepare.py`."""
+
+    name: str
+    splits: tuple[str, ...]  # in params order, train first
+    questions: tuple[QARecord, ...]  # sorted by `sort_key`
+    video_paths: dict[str, Path]  # video_id -> file, for every video a question refers to
+    # NExT-GQA's official sampling times, video_id -> T seconds; empty for datasets without them.
+    frame_times: dict[str, list[float]] = field(default_factory=dict)
+    # Notes for the log (e.g. answers that match two identical options).
+    warnings: tuple[str, ...] = ()
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders digit runs by value: "2" < "10", "Interaction_T1_2" < "Interaction_T1_13"."""
+    # re.split with a capturing group alternates text and digit runs, starting with text, so the
+    # tuples compare str with str and int with int at every position.
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(re.split(r"(\d+)", text)))
+
+
+def sort_questions(questions: list[QARecord], splits: tuple[str, ...]) -> tuple[QARecord, ...]:
+    """Deterministic row order: split (params order), then video_id, then qid (natural order).
+
+    NExT-GQA qids are only unique within a video, so (video_id, qid) is the key it scores by. The raw
+    strings break ties between ids of equal value ("07" and "7"), so the order never depends on the
+    order of the input files.
+    """
+    rank = {split: i for i, split in enumerate(splits)}
+
+    def key(q: QARecord) -> tuple:
+        return rank[q.split], natural_key(q.video_id), q.video_id, natural_key(q.qid), q.qid
+
+    return tuple(sorted(questions, key=key))
+
+
+def split_param(data: DataConfig, split: str) -> str:
+    """The params key that named `split`, for error messages."""
+    if split == data.train_split:
+        return "data.train_split"
+    if split == data.val_split:
+        return "data.val_split"
+    return "data.eval_splits"
+
+
+def missing_split_error(data: DataConfig, split: str, path: Path, what: str = "") -> AnnotationError:
+    key = split_param(data, split)
+    if key == "data.eval_splits":
+        fix = f"remove {split!r} from data.eval_splits or add the file"
+    else:
+        fix = f'set {key} to the split your copy has, or to "" if it has none (e.g. NExT-GQA ships no train.csv)'
+    return AnnotationError(f"{path} not found: split {split!r} (from `{key}`) needs it{what}; {fix}")
+
+
+def resolve_answer(raw: Any, options: tuple[str, ...], as_index: bool, where: str) -> tuple[int, bool]:
+    """`(answer index, ambiguous)` for an annotated answer given as an index or as the option text.
+
+    Text is matched against the options after stripping surrounding whitespace; when it equals
+    several (identical) options the first is taken and `ambiguous` is True, for a logged warning.
+    """
+    if as_index:
+        index = int(str(raw).strip())
+        if not 0 <= index < len(options):
+            raise AnnotationError(f"{where}: answer index {index} is outside the {len(options)} options")
+        return index, False
+    text = str(raw).strip()
+    matches = [i for i, option in enumerate(options) if option.strip() == text]
+    if not matches:
+        raise AnnotationError(
+            f"{where}: answer {text!r} matches none of the options {list(options)}; answers in this file "
+            "are option texts (not all of them are option indices), so each must equal one option"
+        )
+    return matches[0], len(matches) > 1
+
+
+def answers_are_indices(raw_answers: list[Any], num_options: int) -> bool:
+    """Whether a file gives answers as option indices (NExT-QA) rather than option texts (NExT-GQA).
+
+    Decided once per file, not per row: in a text file an answer "3" is the option reading "3".
+    """
+    if not raw_answers:
+        return True
+    for raw in raw_answers:
+        text = str(raw).strip()
+        if not text.isdigit() or int(text) >= num_options:
+            return False
+    return True
+
+
+def parse_segment(value: Any, where: str) -> tuple[float, float]:
+    """A ground-truth `[start_s, end_s]`, start <= end, kept verbatim.
+
+    Starts slightly below 0 (e.g. -0.1 in NExT-GQA's test labels) are kept: the official scorer
+    uses the labels as they are, and so must we for comparable numbers.
+    """
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        raise AnnotationError(f"{where}: a segment must be [start_s, end_s] (two numbers), got {value!r}")
+    start, end = float(value[0]), float(value[1])
+    if not (math.isfinite(start) and math.isfinite(end)) or start > end:
+        raise AnnotationError(f"{where}: segment {value!r} must have finite start <= end")
+    return start, end

@@ -1,0 +1,3 @@
+"""Where features are made: the open_clip frame encoder (`visual.py`), the text encoder (`text.py`),
+the dependency parsers (`dependency_parsers.py`) and the 8-node semantic graphs built from their parses
+(`semantic_graph.py`)."""

@@ -1,0 +1,1 @@
+"""Training support: the model's inputs assembled from the feature artifacts (`batches.py`)."""
