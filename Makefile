@@ -1,6 +1,7 @@
-# The two commands of the README. Each creates the project venv on first use.
+# The commands of the README. Each creates the project venv on first use.
 #   make repro   -> runs the default DVC pipeline (dvc repro)
 #   make test    -> runs the test suite
+#   make lint    -> ruff lint + format check (configured in pyproject.toml); `make format` applies the formatter
 PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -9,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: repro test install bench
+.PHONY: repro test lint format install bench
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +26,14 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.visual_features

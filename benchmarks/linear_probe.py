@@ -38,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import PipelineError
 from pipeline.data.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, PALETTE
+from pipeline.errors import PipelineError
 
 SLOTS = ("left", "middle", "right")  # SceneObject.cell 0, 1, 2
 STATES = ("normal", "grown", "shrunk", "flashing", "recoloured", "gone")
-STATE_OF_KIND = dict(zip(KIND_NAMES, STATES[1:]))  # grow -> grown, ..., disappear -> gone
+STATE_OF_KIND = dict(zip(KIND_NAMES, STATES[1:], strict=True))  # grow -> grown, ..., disappear -> gone
 LOOKS = (*PALETTE, "white", "none")  # what colour_* sees: an own or recolour colour, a flash, nothing
 TASKS: dict[str, tuple[str, ...]] = {
     **{f"slot_{slot}": STATES for slot in SLOTS},
@@ -93,7 +93,9 @@ def frame_labels(record: dict, t: float) -> dict[str, str]:
 
 def label_frames(records: dict[str, dict], video_ids: list[str], timestamps: np.ndarray) -> dict[str, np.ndarray]:
     """Per task, the (F,) labels of the frames of `video_ids` (timestamps (N, T)), video-major."""
-    rows = [frame_labels(records[vid], float(t)) for vid, times in zip(video_ids, timestamps) for t in times]
+    rows = [
+        frame_labels(records[vid], float(t)) for vid, times in zip(video_ids, timestamps, strict=True) for t in times
+    ]
     return {task: np.array([row[task] for row in rows]) for task in TASKS}
 
 
@@ -129,8 +131,7 @@ def _fit(x: np.ndarray, y: np.ndarray, C: float, max_iter: int):
             model.fit(x, y)
         except ConvergenceWarning:
             raise PipelineError(
-                f"linear probe: LogisticRegression (C={C}) did not converge in {max_iter} iterations; "
-                "raise --max-iter"
+                f"linear probe: LogisticRegression (C={C}) did not converge in {max_iter} iterations; raise --max-iter"
             ) from None
     return model
 
@@ -164,8 +165,10 @@ def probe(
     if len(c_grid) > 1:
         if select is None:
             raise ValueError("several values in c_grid need a `select` set")
-        scores = [_balanced(_recalls(select[1], _fit(x_train, y_train, c, max_iter).predict(select[0]), classes))
-                  for c in c_grid]
+        scores = [
+            _balanced(_recalls(select[1], _fit(x_train, y_train, c, max_iter).predict(select[0]), classes))
+            for c in c_grid
+        ]
         C = c_grid[int(np.argmax(scores))]
     pred = _fit(x_train, y_train, C, max_iter).predict(x_test)
     recall = _recalls(y_test, pred, classes)
@@ -173,9 +176,11 @@ def probe(
     majority = str(values[np.argmax(counts)])
     chance = 1.0 / len(classes)
     balanced = _balanced(recall)
-    by_group = {} if groups is None else {
-        str(g): float(np.mean(pred[groups == g] == y_test[groups == g])) for g in dict.fromkeys(groups.tolist())
-    }
+    by_group = (
+        {}
+        if groups is None
+        else {str(g): float(np.mean(pred[groups == g] == y_test[groups == g])) for g in dict.fromkeys(groups.tolist())}
+    )
     return ProbeResult(
         classes=list(classes),
         n_train=len(y_train),
@@ -229,8 +234,19 @@ def run_probe(features_path: Path, synthetic_dir: Path, c_grid: tuple[float, ...
             f"linear probe: {features_path} holds no frames of the train or test videos of {synthetic_dir}"
         )
     tasks = {
-        task: asdict(probe(x_train, y_train[task], x_test, y_test[task], classes, c_grid,
-                           (x_select, y_select[task]) if len(x_select) else None, max_iter, test_split))
+        task: asdict(
+            probe(
+                x_train,
+                y_train[task],
+                x_test,
+                y_test[task],
+                classes,
+                c_grid,
+                (x_select, y_select[task]) if len(x_select) else None,
+                max_iter,
+                test_split,
+            )
+        )
         for task, classes in TASKS.items()
     }
     meta = visual.metadata
@@ -264,8 +280,10 @@ def format_table(report: dict) -> str:
     header += "".join(f"{'acc ' + s:>14}" for s in splits) + "  well above chance"
     lines += [header, "-" * len(header)]
     for task, r in report["tasks"].items():
-        row = (f"{task:<14}{len(r['classes']):>3}{r['n_test']:>8}{r['C']:>7g}{r['accuracy']:>7.3f}"
-               f"{r['balanced_accuracy']:>9.3f}{r['majority_accuracy']:>10.3f}{r['chance']:>8.3f}")
+        row = (
+            f"{task:<14}{len(r['classes']):>3}{r['n_test']:>8}{r['C']:>7g}{r['accuracy']:>7.3f}"
+            f"{r['balanced_accuracy']:>9.3f}{r['majority_accuracy']:>10.3f}{r['chance']:>8.3f}"
+        )
         row += "".join(f"{r['accuracy_by_group'].get(s, float('nan')):>14.3f}" for s in splits)
         lines.append(row + ("  yes" if r["well_above_chance"] else "  NO"))
     lines += ["", "per-class recall (test frames of the class):"]
@@ -280,8 +298,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="params.yaml", help="where the default paths come from")
     parser.add_argument("--features", help="visual-feature Parquet file (default: paths.visual_features)")
     parser.add_argument("--synthetic", help="synthetic benchmark folder with events_*.json (default: paths.synthetic)")
-    parser.add_argument("--c-grid", type=float, nargs="+", default=[1.0],
-                        help="inverse regularisation strength(s); several: picked on the val videos")
+    parser.add_argument(
+        "--c-grid",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="inverse regularisation strength(s); several: picked on the val videos",
+    )
     parser.add_argument("--max-iter", type=int, default=200, help="Newton iterations (it needs ~10)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     args = parser.parse_args(argv)

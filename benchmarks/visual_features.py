@@ -59,8 +59,9 @@ def make_videos(folder: Path, count: int, frames: int, width: int, height: int, 
     return paths
 
 
-def write_manifest(path: Path, videos: list[Path], rows: int, num_frames: int, frames: int, width: int,
-                   height: int, fps: float = 16.0) -> Path:
+def write_manifest(
+    path: Path, videos: list[Path], rows: int, num_frames: int, frames: int, width: int, height: int, fps: float = 16.0
+) -> Path:
     import pyarrow as pa
 
     from pipeline.artifacts import schemas
@@ -71,9 +72,17 @@ def write_manifest(path: Path, videos: list[Path], rows: int, num_frames: int, f
     table = pa.Table.from_pylist(
         [
             {
-                "video_id": f"v{row:05d}", "path": str(videos[row % len(videos)]), "status": "ok", "error": None,
-                "frame_count": frames, "fps": fps, "duration": frames / fps, "width": width, "height": height,
-                "frame_indices": indices.tolist(), "timestamps": timestamps.tolist(),
+                "video_id": f"v{row:05d}",
+                "path": str(videos[row % len(videos)]),
+                "status": "ok",
+                "error": None,
+                "frame_count": frames,
+                "fps": fps,
+                "duration": frames / fps,
+                "width": width,
+                "height": height,
+                "frame_indices": indices.tolist(),
+                "timestamps": timestamps.tolist(),
             }
             for row in range(rows)
         ],
@@ -93,14 +102,23 @@ def register_tiny_model(folder: Path) -> None:
 def params_for(args: argparse.Namespace, manifest: Path, output: Path, model: str):
     from pipeline.config import Params, build
 
-    return build(Params, {
-        "paths": {"video_manifest": str(manifest), "visual_features": str(output)},
-        "decode": {"num_frames": args.num_frames},
-        "features": {"device": args.device, "visual": {
-            "model": model, "pretrained": args.pretrained if model == args.model else "none",
-            "batch_size": args.batch_size, "num_workers": args.num_workers, "prefetch_videos": args.prefetch_videos,
-        }},
-    })
+    return build(
+        Params,
+        {
+            "paths": {"video_manifest": str(manifest), "visual_features": str(output)},
+            "decode": {"num_frames": args.num_frames},
+            "features": {
+                "device": args.device,
+                "visual": {
+                    "model": model,
+                    "pretrained": args.pretrained if model == args.model else "none",
+                    "batch_size": args.batch_size,
+                    "num_workers": args.num_workers,
+                    "prefetch_videos": args.prefetch_videos,
+                },
+            },
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,7 +134,7 @@ def cpu_seconds() -> float:
 class Meter:
     """Wall and CPU seconds of one measured block."""
 
-    def __enter__(self) -> "Meter":
+    def __enter__(self) -> Meter:
         self.wall, self.cpu = time.perf_counter(), cpu_seconds()
         return self
 
@@ -128,12 +146,13 @@ def measure_throughput(args: argparse.Namespace, work: Path, videos: list[Path])
     import torch
 
     from pipeline.data.decode import decode_frames
-    from pipeline.runtime import resolve_device
     from pipeline.encoders.visual import load_encoder
+    from pipeline.runtime import resolve_device
     from stages.visual_features import extract_visual_features, load_video_requests
 
-    manifest = write_manifest(work / "videos.parquet", videos, args.videos, args.num_frames, args.video_frames,
-                              args.width, args.height)
+    manifest = write_manifest(
+        work / "videos.parquet", videos, args.videos, args.num_frames, args.video_frames, args.width, args.height
+    )
     requests = load_video_requests(manifest, args.num_frames)
     frames = len(requests) * args.num_frames
     with Meter() as load:
@@ -165,22 +184,34 @@ def measure_throughput(args: argparse.Namespace, work: Path, videos: list[Path])
         encoder_runs.append(encode)
         with Meter() as stage:
             extract_visual_features(
-                requests, encoder, work / "visual.parquet", num_frames=args.num_frames, dtype="float32",
-                batch_size=args.batch_size, num_workers=args.num_workers, prefetch_videos=args.prefetch_videos,
+                requests,
+                encoder,
+                work / "visual.parquet",
+                num_frames=args.num_frames,
+                dtype="float32",
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                prefetch_videos=args.prefetch_videos,
             )
         stage_runs.append(stage)
     median = lambda values: float(np.median(values))  # noqa: E731
     encoder_cpu = median([run.cpu for run in encoder_runs]) / frames
     stage_cpu = median([run.cpu for run in stage_runs]) / frames
     return {
-        "model": args.model, "videos": len(requests), "num_frames": args.num_frames, "frames": frames,
-        "model_load_s": load.wall, "torch_threads": torch.get_num_threads(),
-        "decode_fps": frames / decode.wall, "decode_cpu_ms": 1e3 * decode.cpu / frames,
+        "model": args.model,
+        "videos": len(requests),
+        "num_frames": args.num_frames,
+        "frames": frames,
+        "model_load_s": load.wall,
+        "torch_threads": torch.get_num_threads(),
+        "decode_fps": frames / decode.wall,
+        "decode_cpu_ms": 1e3 * decode.cpu / frames,
         "decode_preprocess_fps": frames / decode_preprocess.wall,
         "decode_preprocess_cpu_ms": 1e3 * decode_preprocess.cpu / frames,
         "encoder_fps_all": [frames / run.wall for run in encoder_runs],
         "stage_fps_all": [frames / run.wall for run in stage_runs],
-        "encoder_cpu_ms": 1e3 * encoder_cpu, "stage_cpu_ms": 1e3 * stage_cpu,
+        "encoder_cpu_ms": 1e3 * encoder_cpu,
+        "stage_cpu_ms": 1e3 * stage_cpu,
         "stage_s_best": min(run.wall for run in stage_runs),
         "ratio_wall": max(frames / run.wall for run in stage_runs) / max(frames / run.wall for run in encoder_runs),
         "ratio_cpu": encoder_cpu / stage_cpu,
@@ -198,15 +229,26 @@ def child_stage_run(args: argparse.Namespace) -> None:
         model = args.rss_model
     from stages import visual_features
 
-    params = params_for(args, work / f"videos{args.child_rows}.parquet", work / f"visual{args.child_rows}.parquet", model)
+    params = params_for(
+        args, work / f"videos{args.child_rows}.parquet", work / f"visual{args.child_rows}.parquet", model
+    )
     sampler = PeakMemorySampler()
     sampler.start()
     start = time.perf_counter()
     visual_features.run(params)
     seconds = time.perf_counter() - start
     sampler.stop()
-    print(json.dumps({"rows": args.child_rows, "model": model, "seconds": seconds,
-                      "peak_rss_main_mib": main_peak_rss_mib(), "peak_rss_total_mib": sampler.peak_total_mib}))
+    print(
+        json.dumps(
+            {
+                "rows": args.child_rows,
+                "model": model,
+                "seconds": seconds,
+                "peak_rss_main_mib": main_peak_rss_mib(),
+                "peak_rss_total_mib": sampler.peak_total_mib,
+            }
+        )
+    )
 
 
 def main_peak_rss_mib() -> float:
@@ -258,10 +300,19 @@ class PeakMemorySampler:
 def measure_rss(args: argparse.Namespace, work: Path, videos: list[Path]) -> list[dict]:
     results = []
     for rows in (args.videos, args.videos_large):
-        write_manifest(work / f"videos{rows}.parquet", videos, rows, args.num_frames, args.video_frames,
-                       args.width, args.height)
-        command = [sys.executable, "-m", "benchmarks.visual_features", "--child-rows", str(rows),
-                   "--child-dir", str(work), *sys.argv[1:]]
+        write_manifest(
+            work / f"videos{rows}.parquet", videos, rows, args.num_frames, args.video_frames, args.width, args.height
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks.visual_features",
+            "--child-rows",
+            str(rows),
+            "--child-dir",
+            str(work),
+            *sys.argv[1:],
+        ]
         env = {**os.environ, "CRA_NO_PROGRESS": "1", "CRA_LOG_LEVEL": "WARNING"}
         done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
@@ -302,33 +353,51 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         (work / "videos").mkdir()
         videos = make_videos(work / "videos", args.distinct, args.video_frames, args.width, args.height)
-        print(f"# {args.distinct} distinct {args.width}x{args.height} videos of {args.video_frames} frames; "
-              f"T={args.num_frames}; batch {args.batch_size}; {args.num_workers} decode worker(s); "
-              f"{os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f})")
+        print(
+            f"# {args.distinct} distinct {args.width}x{args.height} videos of {args.video_frames} frames; "
+            f"T={args.num_frames}; batch {args.batch_size}; {args.num_workers} decode worker(s); "
+            f"{os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f})"
+        )
         if not args.skip_throughput:
             t = measure_throughput(args, work, videos)
             runs = lambda values: ", ".join(f"{v:.1f}" for v in values)  # noqa: E731
-            print(f"model {t['model']}, {t['videos']} videos x {t['num_frames']} frames = {t['frames']} frames, "
-                  f"{t['torch_threads']} torch threads (model load {t['model_load_s']:.1f} s)")
-            print(f"  decode only (decord get_batch)     {t['decode_fps']:8.1f} frames/s  "
-                  f"{t['decode_cpu_ms']:6.2f} CPU ms/frame")
-            print(f"  decode + resize/crop (a worker)    {t['decode_preprocess_fps']:8.1f} frames/s  "
-                  f"{t['decode_preprocess_cpu_ms']:6.2f} CPU ms/frame")
-            print(f"  encoder only (pre-decoded tensors) {max(t['encoder_fps_all']):8.1f} frames/s  "
-                  f"{t['encoder_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['encoder_fps_all'])} frames/s)")
-            print(f"  whole stage                        {max(t['stage_fps_all']):8.1f} frames/s  "
-                  f"{t['stage_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['stage_fps_all'])} frames/s; "
-                  f"best {t['stage_s_best']:.1f} s)")
-            print(f"  ratio whole / encoder: {t['ratio_wall']:.3f} by best wall time, {t['ratio_cpu']:.3f} by CPU "
-                  "time per frame  (target >= 0.9)")
+            print(
+                f"model {t['model']}, {t['videos']} videos x {t['num_frames']} frames = {t['frames']} frames, "
+                f"{t['torch_threads']} torch threads (model load {t['model_load_s']:.1f} s)"
+            )
+            print(
+                f"  decode only (decord get_batch)     {t['decode_fps']:8.1f} frames/s  "
+                f"{t['decode_cpu_ms']:6.2f} CPU ms/frame"
+            )
+            print(
+                f"  decode + resize/crop (a worker)    {t['decode_preprocess_fps']:8.1f} frames/s  "
+                f"{t['decode_preprocess_cpu_ms']:6.2f} CPU ms/frame"
+            )
+            print(
+                f"  encoder only (pre-decoded tensors) {max(t['encoder_fps_all']):8.1f} frames/s  "
+                f"{t['encoder_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['encoder_fps_all'])} frames/s)"
+            )
+            print(
+                f"  whole stage                        {max(t['stage_fps_all']):8.1f} frames/s  "
+                f"{t['stage_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['stage_fps_all'])} frames/s; "
+                f"best {t['stage_s_best']:.1f} s)"
+            )
+            print(
+                f"  ratio whole / encoder: {t['ratio_wall']:.3f} by best wall time, {t['ratio_cpu']:.3f} by CPU "
+                "time per frame  (target >= 0.9)"
+            )
         if not args.skip_rss:
             small, large = measure_rss(args, work, videos)
             for run in (small, large):
-                print(f"stage run, {run['rows']:5d} videos ({run['model']}): {run['seconds']:6.1f} s, peak RSS main "
-                      f"{run['peak_rss_main_mib']:7.1f} MiB, main + decode workers {run['peak_rss_total_mib']:7.1f} MiB")
+                print(
+                    f"stage run, {run['rows']:5d} videos ({run['model']}): {run['seconds']:6.1f} s, peak RSS main "
+                    f"{run['peak_rss_main_mib']:7.1f} MiB, main + decode workers {run['peak_rss_total_mib']:7.1f} MiB"
+                )
             for key, what in (("peak_rss_main_mib", "main process"), ("peak_rss_total_mib", "main + workers")):
                 ratio = large[key] / small[key]
-                print(f"  peak RSS ratio {large['rows']} / {small['rows']} videos, {what}: {ratio:.3f}  (target <= 1.2)")
+                print(
+                    f"  peak RSS ratio {large['rows']} / {small['rows']} videos, {what}: {ratio:.3f}  (target <= 1.2)"
+                )
 
 
 if __name__ == "__main__":

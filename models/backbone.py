@@ -31,7 +31,9 @@ class BackboneConfig:
 
     def validate(self, key: str) -> None:
         if self.d_model % self.heads != 0:
-            raise ValueError(f"params: `{key}.d_model` ({self.d_model}) must be divisible by `{key}.heads` ({self.heads})")
+            raise ValueError(
+                f"params: `{key}.d_model` ({self.d_model}) must be divisible by `{key}.heads` ({self.heads})"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"params: `{key}.dropout` must be in [0, 1), got {self.dropout}")
 

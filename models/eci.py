@@ -220,9 +220,7 @@ class ECI(nn.Module):
         self.linguistic = BackDoorIntervention(d_model, text_dim, language_clusters) if config.linguistic else None
 
     @torch.no_grad()
-    def load_dictionaries(
-        self, visual: VisualDictionary | None, language: LanguageDictionary | None
-    ) -> None:
+    def load_dictionaries(self, visual: VisualDictionary | None, language: LanguageDictionary | None) -> None:
         """Copy the confounder dictionaries into the buffers of the enabled interventions."""
         if self.visual is not None:
             if visual is None:

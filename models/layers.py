@@ -136,9 +136,7 @@ class InputProjection(nn.Module):
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> Tensor:
     """Fixed sine/cosine position codes (Vaswani et al.), (length, dim); no maximum length to configure."""
     position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
-    frequency = torch.exp(
-        torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim)
-    )
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
     codes = torch.zeros(length, dim, device=device)
     codes[:, 0::2] = torch.sin(position * frequency)
     codes[:, 1::2] = torch.cos(position * frequency[: dim // 2])

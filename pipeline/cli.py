@@ -11,8 +11,9 @@ import functools
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -28,7 +29,7 @@ app = typer.Typer(
 
 ParamsOption = Annotated[Path, typer.Option("--params", "-p", help="params.yaml to read")]
 SetOption = Annotated[
-    Optional[list[str]], typer.Option("--set", "-S", help="override a param, e.g. -S gsg.sigma_init=2.0")
+    list[str] | None, typer.Option("--set", "-S", help="override a param, e.g. -S gsg.sigma_init=2.0")
 ]
 
 
@@ -70,9 +71,9 @@ def _stage_command(stage: str, help_text: str) -> None:
 def generate(
     params: ParamsOption = Path("params.yaml"),
     set_: SetOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="output folder (default: paths.synthetic)")] = None,
-    videos: Annotated[Optional[int], typer.Option(help="total number of videos (default: the preset's)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="generator seed (default: synthetic.seed)")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder (default: paths.synthetic)")] = None,
+    videos: Annotated[int | None, typer.Option(help="total number of videos (default: the preset's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="generator seed (default: synthetic.seed)")] = None,
 ) -> None:
     """Render the synthetic confounded VideoQG benchmark (videos + NExT-GQA-format annotations)."""
     from pipeline.config import load_params
@@ -105,10 +106,10 @@ _stage_command("evaluate", "Predict and ground on every evaluation split; write 
 @user_errors
 def score(
     gsub: Annotated[Path, typer.Option(help="grounding labels, NExT-GQA gsub_{split}.json format")],
-    ground: Annotated[Optional[Path], typer.Option(help='spans {"<vid>_<qid>": [start_s, end_s]}')] = None,
-    weights: Annotated[Optional[Path], typer.Option(help='per-frame weights {"<vid>_<qid>": [w_1..w_T]}')] = None,
-    frame2time: Annotated[Optional[Path], typer.Option(help="frame timestamps, with --weights")] = None,
-    qa: Annotated[Optional[Path], typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
+    ground: Annotated[Path | None, typer.Option(help='spans {"<vid>_<qid>": [start_s, end_s]}')] = None,
+    weights: Annotated[Path | None, typer.Option(help='per-frame weights {"<vid>_<qid>": [w_1..w_T]}')] = None,
+    frame2time: Annotated[Path | None, typer.Option(help="frame timestamps, with --weights")] = None,
+    qa: Annotated[Path | None, typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
     """Score grounding (and QA) result files exactly as NExT-GQA's official evaluation."""

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.errors import PipelineError
+from models.backbone import BackboneConfig
 from models.cma import CMAConfig
 from models.eci import ECIConfig
 from models.gsg import GSGConfig
-from models.backbone import BackboneConfig
+from pipeline.errors import PipelineError
 
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -214,9 +214,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    rules: list[Literal["prehoc", "posthoc", "merged"]] = field(
-        default_factory=lambda: ["prehoc", "posthoc", "merged"]
-    )
+    rules: list[Literal["prehoc", "posthoc", "merged"]] = field(default_factory=lambda: ["prehoc", "posthoc", "merged"])
     references: list[Literal["whole", "center", "random"]] = field(
         default_factory=lambda: ["whole", "center", "random"]
     )

@@ -7,10 +7,14 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used: it is slow to import
+    import torch
 
 T = TypeVar("T")
 
@@ -53,7 +57,7 @@ def resolve_device(requested: str = "auto"):
     return torch.device(requested)
 
 
-def autocast_dtype(device) -> "torch.dtype | None":
+def autocast_dtype(device) -> torch.dtype | None:
     """Mixed precision for inference: bf16 where supported, else fp16, on CUDA; none on CPU."""
     import torch
 

@@ -24,23 +24,24 @@ Shape notation: N points, F point width (Dv, or G*Dt), K clusters, T frames, G g
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.artifacts import schemas
-from pipeline.config import ClustersConfig, Params
 from pipeline.artifacts.confounders import LANGUAGE_ARTIFACT, LANGUAGE_FILE, VISUAL_ARTIFACT, VISUAL_FILE
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import numpy_to_fixed_list, read_metadata, read_table, write_table
-from pipeline.runtime import get_logger, resolve_device, timed
-from pipeline.encoders.text import TextEncoder, embed_graph_nodes, load_text_encoder
 from pipeline.artifacts.text_features import POOLING
 from pipeline.artifacts.visual_features import VisualFeatures, expected_visual_metadata, read_visual_features
+from pipeline.config import ClustersConfig, Params
+from pipeline.encoders.text import TextEncoder, embed_graph_nodes, load_text_encoder
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, resolve_device, timed
 
 log = get_logger("confounders")
 
@@ -81,8 +82,13 @@ def choose_k(k_requested: int, n_points: int, n_distinct: int, policy: str, para
         )
     log.warning(
         "`%s` = %d exceeds the %d distinct %s (%d points): reducing K to %d (clusters.on_too_few_points=reduce)",
-        param, k_requested, n_distinct, what, n_points, n_distinct,
-    )  # fmt: skip
+        param,
+        k_requested,
+        n_distinct,
+        what,
+        n_points,
+        n_distinct,
+    )
     return n_distinct
 
 
@@ -141,9 +147,16 @@ def fit_dictionary(points: np.ndarray, k_requested: int, cfg: ClustersConfig, pa
     }
     log.info(
         "%s: K=%d (asked %d) over %d points: sizes min %d / median %.1f / max %d, %d empty, inertia %.4g",
-        what, k, k_requested, n_points, stats["size_min"], stats["size_median"], stats["size_max"],
-        stats["empty_clusters"], stats["inertia"],
-    )  # fmt: skip
+        what,
+        k,
+        k_requested,
+        n_points,
+        stats["size_min"],
+        stats["size_median"],
+        stats["size_max"],
+        stats["empty_clusters"],
+        stats["inertia"],
+    )
     return Dictionary(
         centers=np.asarray(centers, dtype=np.float32),
         sizes=sizes,
@@ -188,8 +201,9 @@ def training_frame_features(visual: VisualFeatures, video_ids: set[str]) -> tupl
     if counts["n_videos_missing"]:
         log.warning(
             "%d of %d training videos have no visual features (skipped by visual_features)",
-            counts["n_videos_missing"], len(video_ids),
-        )  # fmt: skip
+            counts["n_videos_missing"],
+            len(video_ids),
+        )
     return frames.reshape(-1, dim).astype(np.float32), counts  # (N*T, Dv)
 
 
@@ -199,7 +213,7 @@ def training_graphs(svo_path: str | Path, train_split: str) -> list[list[str]]:
     table = read_table(svo_path, schemas.SVO_GRAPHS, columns=["split", *node_columns])
     table = table.filter(pc.equal(table.column("split"), train_split))
     columns = [table.column(name).to_pylist() for name in node_columns]
-    return [[text or "" for text in row] for row in zip(*columns)]
+    return [[text or "" for text in row] for row in zip(*columns, strict=True)]
 
 
 def node_max_lens(question_max_len: int, answer_max_len: int) -> list[int]:
@@ -239,8 +253,9 @@ def run(params: Params) -> None:
         **common,
         **visual.stats,
     }
-    write_table(dictionary_table(visual, "centroid", (dim,)), out_dir / VISUAL_FILE,
-                schemas.visual_dictionary(dim), visual_meta)  # fmt: skip
+    write_table(
+        dictionary_table(visual, "centroid", (dim,)), out_dir / VISUAL_FILE, schemas.visual_dictionary(dim), visual_meta
+    )
 
     graphs = training_graphs(paths.svo_graphs, train_split)
     text = params.features.text
@@ -263,5 +278,9 @@ def run(params: Params) -> None:
         **common,
         **language.stats,
     }
-    write_table(dictionary_table(language, "prototype", (len(schemas.GRAPH_NODES), encoder.dim)),
-                out_dir / LANGUAGE_FILE, schemas.language_dictionary(encoder.dim), language_meta)  # fmt: skip
+    write_table(
+        dictionary_table(language, "prototype", (len(schemas.GRAPH_NODES), encoder.dim)),
+        out_dir / LANGUAGE_FILE,
+        schemas.language_dictionary(encoder.dim),
+        language_meta,
+    )

@@ -20,13 +20,13 @@ import pyarrow as pa
 
 from pipeline.artifacts import schemas
 from pipeline.artifacts.checkpoint import load_checkpoint
+from pipeline.artifacts.parquet import write_table
 from pipeline.config import Params
 from pipeline.errors import PipelineError
 from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
-from pipeline.artifacts.parquet import write_table
-from pipeline.training.batches import SplitQuestions, load_feature_bank, load_split, read_qa_table
-from pipeline.runtime import get_logger, resolve_device
 from pipeline.evaluation.scoring import format_report, write_official_files
+from pipeline.runtime import get_logger, resolve_device
+from pipeline.training.batches import SplitQuestions, load_feature_bank, load_split, read_qa_table
 
 log = get_logger("evaluate")
 
@@ -41,7 +41,9 @@ def split_metrics(result: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def prediction_rows(questions: SplitQuestions, predictions: SplitPredictions, spans: dict[str, np.ndarray]) -> dict[str, list]:
+def prediction_rows(
+    questions: SplitQuestions, predictions: SplitPredictions, spans: dict[str, np.ndarray]
+) -> dict[str, list]:
     return {
         "split": [questions.split] * len(questions),
         "qid": questions.qids,
@@ -56,7 +58,14 @@ def prediction_rows(questions: SplitQuestions, predictions: SplitPredictions, sp
     }
 
 
-def plot_grounding(path: Path, questions: SplitQuestions, predictions: SplitPredictions, spans: dict[str, np.ndarray], count: int, seed: int) -> None:
+def plot_grounding(
+    path: Path,
+    questions: SplitQuestions,
+    predictions: SplitPredictions,
+    spans: dict[str, np.ndarray],
+    count: int,
+    seed: int,
+) -> None:
     """Frame weights of `count` random labelled questions, with the ground truth shaded and each rule's span."""
     import matplotlib
 
@@ -69,7 +78,7 @@ def plot_grounding(path: Path, questions: SplitQuestions, predictions: SplitPred
     chosen = np.random.default_rng(seed).choice(labelled, size=min(count, len(labelled)), replace=False)
     fig, axes = plt.subplots(len(chosen), 1, figsize=(8, 1.9 * len(chosen)), squeeze=False)
     colours = {"prehoc": "tab:orange", "posthoc": "tab:green", "merged": "tab:purple"}
-    for ax, i in zip(axes[:, 0], sorted(chosen)):
+    for ax, i in zip(axes[:, 0], sorted(chosen), strict=True):
         t = predictions.timestamps[i]
         for start, end in questions.segments[i]:
             ax.axvspan(start, end, color="tab:blue", alpha=0.15, label="ground truth")
@@ -79,10 +88,12 @@ def plot_grounding(path: Path, questions: SplitQuestions, predictions: SplitPred
             start, end = rule_spans_[i]
             ax.hlines(top * (1.08 + 0.08 * level), start, end, color=colours.get(rule, "grey"), lw=3, label=rule)
         verdict = "right" if predictions.predictions[i] == questions.answers[i] else "wrong"
-        ax.set_title(f"{questions.video_ids[i]}_{questions.qids[i]} ({questions.types[i]}, answer {verdict})", fontsize=8)
+        ax.set_title(
+            f"{questions.video_ids[i]}_{questions.qids[i]} ({questions.types[i]}, answer {verdict})", fontsize=8
+        )
         ax.tick_params(labelsize=7)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = dict(zip(labels, handles, strict=True))
     fig.legend(unique.values(), unique.keys(), loc="upper right", fontsize=7, ncol=len(unique))
     axes[-1, 0].set_xlabel("seconds")
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -122,16 +133,20 @@ def run(params: Params) -> None:
             frame_weights=predictions.frame_weights,
             answers=questions.answers.tolist(),
             predictions=predictions.predictions.tolist(),
-            frame2time={v: t.tolist() for v, t in zip(questions.video_ids, predictions.timestamps)},
+            frame2time={v: t.tolist() for v, t in zip(questions.video_ids, predictions.timestamps, strict=True)},
         )
         (split_dir / "gsub.json").write_text(json.dumps(questions.gsub(), sort_keys=True))
         if result["rules"]:
-            text = "\n\n".join(f"[{split}] rule {rule}\n{format_report(scored)}" for rule, scored in result["rules"].items())
+            text = "\n\n".join(
+                f"[{split}] rule {rule}\n{format_report(scored)}" for rule, scored in result["rules"].items()
+            )
             (split_dir / "report.txt").write_text(text + "\n")
             log.info("%s (%d questions)\n%s", split, len(questions), text)
         else:
             log.info("%s (%d questions): Acc@QA %.2f (no grounding labels)", split, len(questions), result["acc_qa"])
-        plot_grounding(split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed)
+        plot_grounding(
+            split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed
+        )
     write_table(
         pa.table(rows),
         out_dir / "predictions.parquet",

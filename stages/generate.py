@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from pipeline.config import Params, SyntheticConfig
-from pipeline.errors import PipelineError
-from pipeline.runtime import get_logger, progress
 from pipeline.data.synthetic import SPLITS, build_dataset, render_video, write_annotations
 from pipeline.data.synthetic.writer import GENERATOR_NAME
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, progress
 
 log = get_logger("generate")
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from pipeline.artifacts.parquet import write_table
+from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST, VIDEO_STATUSES
 from pipeline.config import Params
 from pipeline.data.datasets import LoadedDataset, load_dataset, qa_table
-from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import write_table
-from pipeline.runtime import get_logger, progress, timed
-from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST, VIDEO_STATUSES
 from pipeline.data.video import VideoProbe, probe_video, sample_frame_indices
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, progress, timed
 
 log = get_logger("prepare")
 
@@ -131,7 +131,9 @@ def run(params: Params) -> None:
             params.paths.video_manifest,
         )
     if bad:
-        log.warning("%d of %d videos are unusable (in the manifest with their status, no frames)", len(bad), len(probes))
+        log.warning(
+            "%d of %d videos are unusable (in the manifest with their status, no frames)", len(bad), len(probes)
+        )
 
     manifest, sampling = manifest_table(dataset, probes, num_frames, params.decode.use_frame2time)
     if sampling["uniform_fallback"]:

@@ -17,12 +17,18 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.artifacts import schemas
-from pipeline.config import Params
-from pipeline.encoders.dependency_parsers import MAX_PARSE_CHARS, DependencyParser, load_parser, parse_graphs, prepare_text
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import read_table, write_table
-from pipeline.runtime import get_logger, progress
+from pipeline.config import Params
+from pipeline.encoders.dependency_parsers import (
+    MAX_PARSE_CHARS,
+    DependencyParser,
+    load_parser,
+    parse_graphs,
+    prepare_text,
+)
 from pipeline.encoders.semantic_graph import QAGraph, SemanticGraph, build_qa_graph
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, progress
 
 log = get_logger("svo")
 
@@ -33,7 +39,9 @@ _QA_COLUMNS = ["split", "qid", "video_id", "question", "options", "answer", "typ
 def read_qa_pairs(path: str | Path) -> pa.Table:
     """The QA columns this stage reads; each row's answer index must point at one of its options."""
     table = read_table(path, schemas.QA, columns=_QA_COLUMNS)
-    rows = zip(*(table.column(name).to_pylist() for name in ("split", "video_id", "qid", "options", "answer")))
+    rows = zip(
+        *(table.column(name).to_pylist() for name in ("split", "video_id", "qid", "options", "answer")), strict=True
+    )
     for row, (split, video_id, qid, options, answer) in enumerate(rows):
         if not options or answer is None or not 0 <= answer < len(options) or options[answer] is None:
             raise PipelineError(
@@ -47,7 +55,13 @@ def parse_unique(parser: DependencyParser, texts: list[str]) -> tuple[dict[str, 
     """The graph of each distinct text (keyed by its parser-prepared form) and the parse time in seconds."""
     unique = list(dict.fromkeys(prepare_text(t) for t in texts))
     start = time.perf_counter()
-    graphs = dict(zip(unique, progress(parse_graphs(parser, unique), desc="svo parse", total=len(unique), unit="text")))
+    graphs = dict(
+        zip(
+            unique,
+            progress(parse_graphs(parser, unique), desc="svo parse", total=len(unique), unit="text"),
+            strict=True,
+        )
+    )
     return graphs, time.perf_counter() - start
 
 
@@ -55,7 +69,7 @@ def qa_graphs(table: pa.Table, graphs: dict[str, SemanticGraph]) -> list[QAGraph
     """One 8-node graph per QA row, from the parsed question and right-answer texts."""
     out = []
     columns = (table.column(name).to_pylist() for name in ("question", "options", "answer", "type"))
-    for question, options, answer, question_type in zip(*columns):
+    for question, options, answer, question_type in zip(*columns, strict=True):
         answer_text = options[answer]
         out.append(
             build_qa_graph(
@@ -84,12 +98,16 @@ def run(params: Params) -> None:
         )
     parser = load_parser(cfg)
     options, answers = table.column("options").to_pylist(), table.column("answer").to_pylist()
-    texts = table.column("question").to_pylist() + [row[answer] for row, answer in zip(options, answers)]
+    texts = table.column("question").to_pylist() + [row[answer] for row, answer in zip(options, answers, strict=True)]
     graphs, seconds = parse_unique(parser, texts)
     log.info(
         "parsed %d distinct texts (of %d questions + answers) with %s in %.1f s: %.0f texts/s",
-        len(graphs), len(texts), cfg.parser, seconds, len(graphs) / max(seconds, 1e-9),
-    )  # fmt: skip
+        len(graphs),
+        len(texts),
+        cfg.parser,
+        seconds,
+        len(graphs) / max(seconds, 1e-9),
+    )
     rows = qa_graphs(table, graphs)
     out = graphs_table(table, rows)
     empty_verbs = sum(1 for g in rows if not g.verbs)

@@ -17,18 +17,15 @@ Shape notation: N unique texts of one kind, L tokens, D encoder width.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from pipeline.artifacts import schemas
-from pipeline.config import Params, TextFeaturesConfig
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import numpy_to_fixed_list, read_table, write_table
-from pipeline.runtime import get_logger, resolve_device, timed
-from pipeline.encoders.text import TextEncoder, load_text_encoder
 from pipeline.artifacts.text_features import (
     ARTIFACT,
     KINDS,
@@ -40,6 +37,10 @@ from pipeline.artifacts.text_features import (
     qa_text,
     text_id,
 )
+from pipeline.config import Params, TextFeaturesConfig
+from pipeline.encoders.text import TextEncoder, load_text_encoder
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, resolve_device, timed
 
 log = get_logger("text_features")
 
@@ -49,7 +50,7 @@ KIND_LABELS = {"question": "questions", "option": "options", "qa": "question+ans
 def collect_texts(questions: Sequence[str], options: Sequence[Sequence[str]]) -> dict[str, list[str]]:
     """The unique texts of each kind, each sorted by its `text_id` (the artifact's row order)."""
     unique: dict[str, set[str]] = {kind: set() for kind in KINDS}
-    for question, row_options in zip(questions, options):
+    for question, row_options in zip(questions, options, strict=True):
         unique["question"].add(question)
         unique["option"].update(row_options)
         unique["qa"].update(qa_text(question, option) for option in row_options)
@@ -64,7 +65,7 @@ def read_qa_texts(path: str | Path) -> tuple[list[str], list[list[str]]]:
     qids = table.column("qid").to_pylist()
     questions = table.column("question").to_pylist()
     options = table.column("options").to_pylist()
-    for row, (qid, question, row_options) in enumerate(zip(qids, questions, options)):
+    for row, (qid, question, row_options) in enumerate(zip(qids, questions, options, strict=True)):
         if question is None or not row_options or any(o is None for o in row_options):
             raise PipelineError(
                 f"{path}: row {row} (qid {qid!r}) has a null question, no options or a null option; "
@@ -137,8 +138,12 @@ def write_text_features(
         counts[kind] = table.num_rows
         log.info(
             "%s: %d unique texts, %d longer than %d tokens (truncated; longest %d)",
-            kind, meta["num_texts"], meta["num_truncated"], max_len, meta["max_num_tokens"],
-        )  # fmt: skip
+            kind,
+            meta["num_texts"],
+            meta["num_truncated"],
+            max_len,
+            meta["max_num_tokens"],
+        )
     return counts
 
 
@@ -149,8 +154,12 @@ def run(params: Params) -> None:
     num_options = sum(len(o) for o in options)
     log.info(
         "%d questions -> %d unique; %d options -> %d unique strings; %d question+answer texts",
-        len(questions), len(texts["question"]), num_options, len(texts["option"]), len(texts["qa"]),
-    )  # fmt: skip
+        len(questions),
+        len(texts["question"]),
+        num_options,
+        len(texts["option"]),
+        len(texts["qa"]),
+    )
     encoder = load_text_encoder(cfg.model, resolve_device(params.features.device), batch_size=cfg.batch_size)
     with timed(log, "text encoding"):
         write_text_features(encoder, cfg, texts, params.paths.text_features)

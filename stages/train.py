@@ -23,8 +23,8 @@ from models.losses import compute_losses
 from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
 from pipeline.evaluation.predict import predict, score_split
-from pipeline.training.batches import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
 from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
+from pipeline.training.batches import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
 
 log = get_logger("train")
 
@@ -32,7 +32,7 @@ log = get_logger("train")
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     """AdamW (decoupled decay) or Adam; no weight decay on biases, norms, the logit scale and sigma."""
     decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
+    for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim >= 2 else no_decay).append(parameter)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -40,7 +40,9 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
     return optimizer_class(groups, lr=cfg.lr, amsgrad=cfg.amsgrad)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up from 0 to the base lr over `warmup_steps`, then cosine decay to 0 at `total_steps`."""
 
     def factor(step: int) -> float:
@@ -54,8 +56,9 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, warmup_steps: int, total_ste
 
 def open_live(log_dir: str):
     """A dvclive logger that never writes dvc.yaml (plots and metrics are declared there by hand)."""
-    from dvclive import Live  # imported here: it is slow to import and only training logs
     from scmrepo.exceptions import SCMError
+
+    from dvclive import Live  # imported here: it is slow to import and only training logs
 
     class _Live(Live):
         def _init_dvc(self) -> None:
@@ -98,10 +101,16 @@ def run(params: Params) -> None:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "training %s (%d trainable parameters) on %d questions, validating on %d, device %s",
-        params.model.variant, trainable, len(train_questions), len(val_questions) if val_questions else 0, device,
+        params.model.variant,
+        trainable,
+        len(train_questions),
+        len(val_questions) if val_questions else 0,
+        device,
     )
     optimizer = build_optimizer(model, cfg)
-    steps_per_epoch = sum(1 for _ in batch_indices(len(train_questions), cfg.batch_size, True, np.random.default_rng(0)))
+    steps_per_epoch = sum(
+        1 for _ in batch_indices(len(train_questions), cfg.batch_size, True, np.random.default_rng(0))
+    )
     scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
 
     rng = np.random.default_rng(cfg.seed)
@@ -136,7 +145,11 @@ def run(params: Params) -> None:
                 live.log_metric("train/gsg_sigma", float(model.gsg.sigma.detach()))
             summary = f"epoch {epoch}: loss {sums['total'] / max(1, batches):.4f}"
             if val_questions is not None:
-                result = score_split(val_questions, predict(model, bank, val_questions, params.eval.batch_size, device), [cfg.select_rule])
+                result = score_split(
+                    val_questions,
+                    predict(model, bank, val_questions, params.eval.batch_size, device),
+                    [cfg.select_rule],
+                )
                 live.log_metric("val/acc_qa", result["acc_qa"])
                 for metric, value in result["rules"].get(cfg.select_rule, {}).get("overall", {}).items():
                     if metric != "acc_qa":
@@ -162,4 +175,10 @@ def run(params: Params) -> None:
         if best_state is not None:
             live.summary["best_epoch"] = best_state["epoch"]
             live.summary[f"best_val_{best_state['selected_by']}"] = best_state["selection_value"]
-    log.info("best epoch %d (%s %.2f); checkpoint in %s", best_state["epoch"], best_state["selected_by"], best_value, params.paths.checkpoint)
+    log.info(
+        "best epoch %d (%s %.2f); checkpoint in %s",
+        best_state["epoch"],
+        best_state["selected_by"],
+        best_value,
+        params.paths.checkpoint,
+    )

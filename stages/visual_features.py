@@ -21,22 +21,23 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import torch
 
 from pipeline.artifacts import schemas
+from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_table
+from pipeline.artifacts.visual_features import ARTIFACT
 from pipeline.config import Params
 from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded
-from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_table
-from pipeline.runtime import get_logger, progress, resolve_device
 from pipeline.encoders.visual import VisualEncoder, load_encoder
-from pipeline.artifacts.visual_features import ARTIFACT
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger, progress, resolve_device
 
 log = get_logger("visual_features")
 
@@ -235,7 +236,10 @@ def extract_visual_features(
     start = time.perf_counter()
     batcher = FrameBatcher(batch_size, encoder.dim, encoder.encode)
     decoded: Iterator[DecodedVideo | DecodeFailure] = iter_decoded(
-        requests, encoder.preprocessor, num_workers=num_workers, prefetch_videos=prefetch_videos,
+        requests,
+        encoder.preprocessor,
+        num_workers=num_workers,
+        prefetch_videos=prefetch_videos,
         max_short_side=max_short_side,
         worker_niceness=_worker_niceness(encoder) if worker_niceness is None else worker_niceness,
     )
@@ -254,7 +258,9 @@ def extract_visual_features(
         rows.flush()
         if writer.rows == 0:
             reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in skipped[:3])
-            raise PipelineError(f"none of the {len(requests)} videos could be decoded (e.g. {reasons}); nothing written")
+            raise PipelineError(
+                f"none of the {len(requests)} videos could be decoded (e.g. {reasons}); nothing written"
+            )
         writer.update_metadata({"videos": writer.rows, "skipped_videos": skipped})
     seconds = time.perf_counter() - start
     return ExtractionSummary(videos=writer.rows, frames=batcher.frames_encoded, seconds=seconds, skipped=skipped)
@@ -278,8 +284,14 @@ def run(params: Params) -> None:
     except RuntimeError as err:
         raise PipelineError(f"features.device: {err}") from None
     encoder = load_encoder(visual.model, visual.pretrained, device)
-    log.info("encoding %d videos x %d frames: batch %d, %d decode worker(s), %d torch thread(s)",
-             len(requests), num_frames, visual.batch_size, visual.num_workers, torch.get_num_threads())
+    log.info(
+        "encoding %d videos x %d frames: batch %d, %d decode worker(s), %d torch thread(s)",
+        len(requests),
+        num_frames,
+        visual.batch_size,
+        visual.num_workers,
+        torch.get_num_threads(),
+    )
     summary = extract_visual_features(
         requests,
         encoder,
@@ -292,6 +304,12 @@ def run(params: Params) -> None:
     )
     log.info(
         "wrote %s: %d videos, %d frames in %.1f s (%.1f frames/s)%s",
-        params.paths.visual_features, summary.videos, summary.frames, summary.seconds, summary.frames_per_second,
-        f"; SKIPPED {len(summary.skipped)} that failed to decode (metadata `skipped_videos`)" if summary.skipped else "",
+        params.paths.visual_features,
+        summary.videos,
+        summary.frames,
+        summary.seconds,
+        summary.frames_per_second,
+        f"; SKIPPED {len(summary.skipped)} that failed to decode (metadata `skipped_videos`)"
+        if summary.skipped
+        else "",
     )

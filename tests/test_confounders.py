@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from pipeline.artifacts import schemas
+from pipeline.artifacts.confounders import expected_confounder_metadata, read_confounders
+from pipeline.artifacts.parquet import ArtifactError, write_table
 from pipeline.config import (
     ClustersConfig,
     DecodeConfig,
@@ -20,10 +22,8 @@ from pipeline.config import (
     TextFeaturesConfig,
     VisualFeaturesConfig,
 )
-from pipeline.artifacts.confounders import expected_confounder_metadata, read_confounders
-from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import ArtifactError, write_table
 from pipeline.encoders.text import embed_graph_nodes, load_text_encoder
+from pipeline.errors import PipelineError
 from stages import confounders as stage
 
 BLOB_CENTERS = np.array([[0.0] * 6, [10.0] * 6, [-10.0, 10.0, -10.0, 10.0, -10.0, 10.0]], dtype=np.float32)
@@ -46,7 +46,7 @@ def cra_log(caplog):
 
 def _blobs(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    parts = [c + 0.1 * rng.standard_normal((n, 6)) for c, n in zip(BLOB_CENTERS, BLOB_SIZES)]
+    parts = [c + 0.1 * rng.standard_normal((n, 6)) for c, n in zip(BLOB_CENTERS, BLOB_SIZES, strict=True)]
     return np.concatenate(parts).astype(np.float32)  # (24, 6)
 
 
@@ -65,7 +65,7 @@ def test_three_blobs_give_three_clusters_of_the_right_sizes():
     assert sorted(result.sizes.tolist()) == sorted(BLOB_SIZES)
     np.testing.assert_allclose(result.prior, result.sizes / 24, rtol=1e-6)
     assert result.prior.sum() == pytest.approx(1.0)
-    for center, size in zip(BLOB_CENTERS, BLOB_SIZES):
+    for center, size in zip(BLOB_CENTERS, BLOB_SIZES, strict=True):
         nearest = np.linalg.norm(result.centers - center, axis=1).argmin()
         assert np.linalg.norm(result.centers[nearest] - center) < 0.2 and result.sizes[nearest] == size
     stats = result.stats
@@ -168,8 +168,14 @@ def _write_inputs(tmp_path: Path, params: Params, T: int = 4, D: int = 6) -> Non
             "features": np.stack(features).astype(np.float32).tolist(),
         }
     )
-    visual_meta = {"artifact": "visual_features", "model": "ViT-S-32", "pretrained": "none", "num_frames": T,
-                   "dim": D, "dtype": "float32"}  # fmt: skip
+    visual_meta = {
+        "artifact": "visual_features",
+        "model": "ViT-S-32",
+        "pretrained": "none",
+        "num_frames": T,
+        "dim": D,
+        "dtype": "float32",
+    }
     write_table(visual, params.paths.visual_features, schemas.visual_features(T, D), visual_meta)
 
     qa_videos = video_ids[:6] + ["v_missing", "v9"]

@@ -11,11 +11,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.artifacts.parquet import read_metadata, read_table
+from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST
 from pipeline.config import DataConfig, DecodeConfig, Params, PathsConfig
 from pipeline.data.datasets import AnnotationError, load_dataset, qa_table
 from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import read_metadata, read_table
-from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST
 from stages import prepare
 from tests.test_video_probe import write_video
 
@@ -35,15 +35,37 @@ def nextgqa_config(annotation_dir: Path, **changes) -> DataConfig:
     return dataclasses.replace(cfg, **changes)
 
 
-def write_split(root: Path, split: str, rows: list[dict], gsub: dict | None = None, frame2time: dict | None = None) -> None:
+def write_split(
+    root: Path, split: str, rows: list[dict], gsub: dict | None = None, frame2time: dict | None = None
+) -> None:
     """A NExT-GQA-format split: rows give video_id, qid, answer (text or index); options are OPTIONS."""
     root.mkdir(parents=True, exist_ok=True)
-    header = ["video_id", "frame_count", "width", "height", "question", "answer", "qid", "type", "a0", "a1", "a2", "a3", "a4"]
+    header = [
+        "video_id",
+        "frame_count",
+        "width",
+        "height",
+        "question",
+        "answer",
+        "qid",
+        "type",
+        "a0",
+        "a1",
+        "a2",
+        "a3",
+        "a4",
+    ]
     with (root / f"{split}.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=header)
         writer.writeheader()
         for row in rows:
-            full = {"frame_count": 40, "width": 64, "height": 48, "question": f"what does the boy do {row['qid']}", "type": "TC"}
+            full = {
+                "frame_count": 40,
+                "width": 64,
+                "height": 48,
+                "question": f"what does the boy do {row['qid']}",
+                "type": "TC",
+            }
             full.update({f"a{i}": option for i, option in enumerate(OPTIONS)})
             full.update(row)
             writer.writerow(full)
@@ -160,7 +182,11 @@ def test_train_split_without_gsub_and_text_answers(tmp_path: Path):
 @pytest.mark.parametrize(
     "rows, gsub, message",
     [
-        ([{"video_id": "v1", "qid": "0", "answer": "fly"}], {}, r"val\.csv line 2 \(video v1, qid 0\): answer 'fly' matches none"),
+        (
+            [{"video_id": "v1", "qid": "0", "answer": "fly"}],
+            {},
+            r"val\.csv line 2 \(video v1, qid 0\): answer 'fly' matches none",
+        ),
         (  # an index among text answers: the file is read as text, so "3" must be an option's text
             [{"video_id": "v1", "qid": "0", "answer": "run"}, {"video_id": "v1", "qid": "1", "answer": "3"}],
             {},
@@ -192,7 +218,11 @@ def test_malformed_annotations_name_file_and_row(tmp_path: Path, rows, gsub, mes
 
 
 def test_unmapped_video_and_bad_columns(tmp_path: Path):
-    write_split(tmp_path, "val", [{"video_id": "v1", "qid": "0", "answer": "run"}, {"video_id": "v2", "qid": "0", "answer": "run"}])
+    write_split(
+        tmp_path,
+        "val",
+        [{"video_id": "v1", "qid": "0", "answer": "run"}, {"video_id": "v2", "qid": "0", "answer": "run"}],
+    )
     write_video_map(tmp_path, ["v1"])
     with pytest.raises(AnnotationError, match=r"map_vid_vidorID\.json: 1 video_id\(s\) .* \(first: v2\)"):
         load_dataset(nextgqa_config(tmp_path, eval_splits=["val"]))
@@ -221,9 +251,15 @@ def test_synthetic_adapter_reads_generator_layout(tmp_path: Path):
     dataset = load_dataset(data)
     assert dataset.name == "synthetic" and dataset.splits == tuple(splits) and dataset.frame_times == {}
     assert [(q.split, q.qid, q.answer) for q in dataset.questions] == [
-        ("train", "0", 0), ("train", "1", 0), ("val", "0", 0), ("val", "1", 1),
-        ("test_iid", "0", 0), ("test_iid", "1", 2), ("test_ood", "0", 0), ("test_ood", "1", 3),
-    ]  # fmt: skip
+        ("train", "0", 0),
+        ("train", "1", 0),
+        ("val", "0", 0),
+        ("val", "1", 1),
+        ("test_iid", "0", 0),
+        ("test_iid", "1", 2),
+        ("test_ood", "0", 0),
+        ("test_ood", "1", 3),
+    ]
     assert dataset.questions[1].segments == ((2.0, 3.5),)
     assert dataset.video_paths["s2"] == root / "videos" / "0002" / "s2.mp4"
 
@@ -234,7 +270,12 @@ def test_synthetic_adapter_reads_generator_layout(tmp_path: Path):
 
 def star_config(**changes) -> DataConfig:
     cfg = DataConfig(
-        dataset="star", annotation_dir=str(STAR_FIXTURE), video_root="charades", train_split="", val_split="val", eval_splits=["val"]
+        dataset="star",
+        annotation_dir=str(STAR_FIXTURE),
+        video_root="charades",
+        train_split="",
+        val_split="val",
+        eval_splits=["val"],
     )
     return dataclasses.replace(cfg, **changes)
 
@@ -243,10 +284,13 @@ def test_star_fixture():
     dataset = load_dataset(star_config())
     assert dataset.name == "star" and dataset.splits == ("val",)
     assert [q.qid for q in dataset.questions] == [
-        "Feasibility_T2_7", "Prediction_T1_33",  # video 0A8CF
-        "Interaction_T1_13", "Interaction_T1_14",  # 6H78U
-        "Sequence_T1_2", "Sequence_T1_10",  # YSKX3, natural qid order
-    ]  # fmt: skip
+        "Feasibility_T2_7",
+        "Prediction_T1_33",  # video 0A8CF
+        "Interaction_T1_13",
+        "Interaction_T1_14",  # 6H78U
+        "Sequence_T1_2",
+        "Sequence_T1_10",  # YSKX3, natural qid order
+    ]
     by_qid = {q.qid: q for q in dataset.questions}
     thrown = by_qid["Interaction_T1_14"]  # choices listed out of choice_id order in the file
     assert thrown.options == ("The broom.", "The bag.", "The shoe.", "The pillow.") and thrown.answer == 3
@@ -262,12 +306,16 @@ def test_star_errors(tmp_path: Path):
     items = json.loads((STAR_FIXTURE / "STAR_val.json").read_text())
     del items[2]["answer"]
     (tmp_path / "STAR_test.json").write_text(json.dumps(items))
-    with pytest.raises(AnnotationError, match=r"STAR_test\.json item 2 \(question_id Sequence_T1_2\): no `answer`.*hidden"):
+    with pytest.raises(
+        AnnotationError, match=r"STAR_test\.json item 2 \(question_id Sequence_T1_2\): no `answer`.*hidden"
+    ):
         load_dataset(star_config(annotation_dir=str(tmp_path), eval_splits=["test"], val_split=""))
     items = json.loads((STAR_FIXTURE / "STAR_val.json").read_text())
     items[4]["choices"] = items[4]["choices"][:3]
     (tmp_path / "STAR_val.json").write_text(json.dumps(items))
-    with pytest.raises(AnnotationError, match=r"item 4 \(question_id Prediction_T1_33\): `choices` must be a list of 4"):
+    with pytest.raises(
+        AnnotationError, match=r"item 4 \(question_id Prediction_T1_33\): `choices` must be a list of 4"
+    ):
         load_dataset(star_config(annotation_dir=str(tmp_path)))
     with pytest.raises(AnnotationError, match=r"STAR_train\.json not found.*data\.train_split"):
         load_dataset(star_config(train_split="train"))
@@ -303,7 +351,9 @@ def prepared_fixture(tmp_path: Path) -> tuple[Path, Path]:
         gsub={"a": {"duration": 4, "fps": 10, "location": {"2": [[0.5, 1.0], [2.0, 3.0]]}}},
         frame2time={"a": times_a, "b": [0.0, 1.0]},
     )
-    write_split(root, "test", [{"video_id": "d", "qid": "0", "answer": "jump"}, {"video_id": "c", "qid": "1", "answer": "wave"}])
+    write_split(
+        root, "test", [{"video_id": "d", "qid": "0", "answer": "jump"}, {"video_id": "c", "qid": "1", "answer": "wave"}]
+    )
     write_video_map(root, ["a", "b", "c", "d"])  # a -> 000/a, b -> 001/b, ...
     write_video(root / "videos" / "000" / "a.mp4", num_frames=40, fps=10)
     write_video(root / "videos" / "001" / "b.mp4", num_frames=25, fps=5, width=32, height=32)
@@ -321,14 +371,22 @@ def test_prepare_end_to_end(prepared_fixture):
     assert qa.schema.remove_metadata() == QA
     keys = qa.select(["split", "video_id", "qid", "answer"]).to_pylist()
     assert [(r["split"], r["video_id"], r["qid"], r["answer"]) for r in keys] == [
-        ("val", "a", "2", 3), ("val", "a", "10", 4), ("val", "b", "0", 0), ("test", "c", "1", 3), ("test", "d", "0", 1),
-    ]  # fmt: skip
+        ("val", "a", "2", 3),
+        ("val", "a", "10", 4),
+        ("val", "b", "0", 0),
+        ("test", "c", "1", 3),
+        ("test", "d", "0", 1),
+    ]
     assert qa.column("segments").to_pylist()[0] == [[0.5, 1.0], [2.0, 3.0]]
     assert qa.column("duration").to_pylist() == [4.0, 4.0, None, None, None]
     assert read_metadata(out / "qa.parquet") == {
-        "schema_version": 1, "artifact": "qa", "dataset": "nextgqa", "num_frames": 8, "splits": ["val", "test"],
+        "schema_version": 1,
+        "artifact": "qa",
+        "dataset": "nextgqa",
+        "num_frames": 8,
+        "splits": ["val", "test"],
         "questions": {"val": 3, "test": 2},
-    }  # fmt: skip
+    }
 
     manifest = read_table(out / "videos.parquet", VIDEO_MANIFEST)
     assert manifest.schema.remove_metadata() == VIDEO_MANIFEST
@@ -371,7 +429,9 @@ def test_prepare_uniform_when_frame2time_off(prepared_fixture):
 def test_prepare_without_usable_videos_is_a_clear_error(prepared_fixture, tmp_path: Path):
     root, out = prepared_fixture
     params = _prepare_params(root, out)
-    missing_root = dataclasses.replace(params, data=dataclasses.replace(params.data, video_root=str(tmp_path / "elsewhere")))
+    missing_root = dataclasses.replace(
+        params, data=dataclasses.replace(params.data, video_root=str(tmp_path / "elsewhere"))
+    )
     message = r"nothing to extract: none of the 4 videos exists under data\.video_root=.*elsewhere.*download"
     with pytest.raises(PipelineError, match=message):
         prepare.run(missing_root)

@@ -12,13 +12,13 @@ import pytest
 
 from benchmarks import linear_probe as lp
 from pipeline.artifacts import schemas
-from pipeline.config import SyntheticConfig
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import write_table
+from pipeline.config import SyntheticConfig
 from pipeline.data.synthetic import build_dataset
 from pipeline.data.synthetic.render import frame_states
 from pipeline.data.synthetic.vocabulary import FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
 from pipeline.data.synthetic.writer import events_json
+from pipeline.errors import PipelineError
 
 # Objects in cells right (0), left (1), middle (2); 4 s at 10 fps (frames 0..39).
 TIMELINE = {
@@ -79,7 +79,7 @@ def test_frame_labels_agree_with_the_renderer_on_generated_videos():
             states = frame_states(video.script, cfg.width, cfg.height)
             for i, frame in enumerate(states):
                 labels = lp.frame_labels(record, i / video.script.fps)
-                for obj, (visible, rgb, radius) in zip(video.script.objects, frame):
+                for obj, (visible, rgb, radius) in zip(video.script.objects, frame, strict=True):
                     slot, look = labels[f"slot_{lp.SLOTS[obj.cell]}"], labels[f"colour_{lp.SLOTS[obj.cell]}"]
                     assert visible == (slot != "gone") == (look != "none")
                     if visible:
@@ -145,16 +145,30 @@ def _write_synthetic(tmp_path: Path, T: int = 16) -> tuple[Path, Path]:
         for video in videos:
             t = (np.arange(T) + 0.5) * video.script.duration_s / T
             labels = lp.label_frames(records, [video.video_id], t[None])
-            onehot = [np.eye(len(lp.TASKS[task]))[[lp.TASKS[task].index(v) for v in labels[task]]]
-                      for task in ("background", "slot_left")]
+            onehot = [
+                np.eye(len(lp.TASKS[task]))[[lp.TASKS[task].index(v) for v in labels[task]]]
+                for task in ("background", "slot_left")
+            ]
             feats.append(np.hstack([*onehot, rng.standard_normal((T, 4))]))
             ids.append(video.video_id)
             times.append(t.tolist())
     D = feats[0].shape[1]
-    table = pa.table({"video_id": ids, "frame_indices": [list(range(T))] * len(ids), "timestamps": times,
-                      "features": np.stack(feats).astype(np.float32).tolist()})
-    meta = {"artifact": "visual_features", "model": "fake", "pretrained": "none", "num_frames": T, "dim": D,
-            "dtype": "float32"}
+    table = pa.table(
+        {
+            "video_id": ids,
+            "frame_indices": [list(range(T))] * len(ids),
+            "timestamps": times,
+            "features": np.stack(feats).astype(np.float32).tolist(),
+        }
+    )
+    meta = {
+        "artifact": "visual_features",
+        "model": "fake",
+        "pretrained": "none",
+        "num_frames": T,
+        "dim": D,
+        "dtype": "float32",
+    }
     write_table(table, tmp_path / "visual.parquet", schemas.visual_features(T, D), meta)
     return tmp_path / "visual.parquet", synthetic
 

@@ -96,8 +96,19 @@ def test_official_files_rescore_to_the_stage_metrics(project: Path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     split_dir = project / params["paths"]["predictions"] / "test_iid"
     output = run(
-        [sys.executable, "-m", "pipeline", "score", "--gsub", str(split_dir / "gsub.json"),
-         "--ground", str(split_dir / "ground_posthoc.json"), "--qa", str(split_dir / "qa.json"), "--json"],
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "score",
+            "--gsub",
+            str(split_dir / "gsub.json"),
+            "--ground",
+            str(split_dir / "ground_posthoc.json"),
+            "--qa",
+            str(split_dir / "qa.json"),
+            "--json",
+        ],
         project,
     )
     rescored = json.loads(output.strip().splitlines()[-1])

@@ -107,12 +107,28 @@ def test_score_by_type():
     result = score(GSUB, SPANS, QA, types=types)
     assert result["n_by_type"] == {"CW": 2, "TN": 2}
     assert result["by_type"]["CW"] == pytest.approx(
-        {"acc_qa": 50.0, "acc_gqa": 50.0, "miou": (1 + 1 / 3) / 2 * 100, "iou@0.3": 100.0, "iou@0.5": 50.0,
-         "miop": 100.0, "iop@0.3": 100.0, "iop@0.5": 100.0}
+        {
+            "acc_qa": 50.0,
+            "acc_gqa": 50.0,
+            "miou": (1 + 1 / 3) / 2 * 100,
+            "iou@0.3": 100.0,
+            "iou@0.5": 50.0,
+            "miop": 100.0,
+            "iop@0.3": 100.0,
+            "iop@0.5": 100.0,
+        }
     )
     assert result["by_type"]["TN"] == pytest.approx(
-        {"acc_qa": 100.0, "acc_gqa": 50.0, "miou": 12.5, "iou@0.3": 0.0, "iou@0.5": 0.0,
-         "miop": 25.0, "iop@0.3": 50.0, "iop@0.5": 50.0}
+        {
+            "acc_qa": 100.0,
+            "acc_gqa": 50.0,
+            "miou": 12.5,
+            "iou@0.3": 0.0,
+            "iou@0.5": 0.0,
+            "miop": 25.0,
+            "iop@0.3": 50.0,
+            "iop@0.5": 50.0,
+        }
     )
     report = format_report(result)
     assert "scored 4 of 4 labelled questions; ignored 1 spans without a label" in report
@@ -233,8 +249,16 @@ def test_cra_score_json_on_real_val_labels(real_val, nextgqa_dir, tmp_path):
     (tmp_path / "qa.json").write_text(json.dumps(qa))
     result = CliRunner().invoke(
         app,
-        ["score", "--gsub", str(nextgqa_dir / "gsub_val.json"), "--ground", str(tmp_path / "spans.json"),
-         "--qa", str(tmp_path / "qa.json"), "--json"],
+        [
+            "score",
+            "--gsub",
+            str(nextgqa_dir / "gsub_val.json"),
+            "--ground",
+            str(tmp_path / "spans.json"),
+            "--qa",
+            str(tmp_path / "qa.json"),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
@@ -267,8 +291,16 @@ def test_weights_are_grounded_post_hoc_at_frame2time(nextgqa_dir, tmp_path):
 
     cli = CliRunner().invoke(
         app,
-        ["score", "--gsub", str(nextgqa_dir / "gsub_val.json"), "--weights", str(tmp_path / "weights.json"),
-         "--frame2time", str(nextgqa_dir / "frame2time_val.json"), "--json"],
+        [
+            "score",
+            "--gsub",
+            str(nextgqa_dir / "gsub_val.json"),
+            "--weights",
+            str(tmp_path / "weights.json"),
+            "--frame2time",
+            str(nextgqa_dir / "frame2time_val.json"),
+            "--json",
+        ],
     )
     assert cli.exit_code == 0, cli.output
     assert json.loads(cli.stdout) == result["overall"]
@@ -354,11 +386,15 @@ def test_official_files_round_trip_through_cra_score(tmp_path):
     keys = ["v1_1", "v1_2", "v2_3", "v2_4"]
     timestamps = {"v1": [1.0, 3.0, 5.0, 7.0, 9.0, 11.0], "v2": [0.5, 2.5, 4.5, 6.5, 8.5, 10.5]}
     weights = np.array(
-        [[0.1, 0.2, 0.9, 0.3, 0.1, 0.1], [0.1, 0.1, 0.2, 0.8, 0.7, 0.1], [0.3, 0.2, 0.9, 0.1, 0.0, 0.0],
-         [0.0, 0.0, 0.1, 0.2, 0.6, 0.9]],
+        [
+            [0.1, 0.2, 0.9, 0.3, 0.1, 0.1],
+            [0.1, 0.1, 0.2, 0.8, 0.7, 0.1],
+            [0.3, 0.2, 0.9, 0.1, 0.0, 0.0],
+            [0.0, 0.0, 0.1, 0.2, 0.6, 0.9],
+        ],
         dtype=np.float32,
     )
-    posthoc = np.array([posthoc_span(w, timestamps[k.split("_")[0]]) for k, w in zip(keys, weights)])
+    posthoc = np.array([posthoc_span(w, timestamps[k.split("_")[0]]) for k, w in zip(keys, weights, strict=True)])
     prehoc = np.array([[0.0, 4.0], [1.0, 2.0], [3.0, 3.0], [9.0, 11.0]])
     paths = write_official_files(
         tmp_path / "official",
@@ -377,11 +413,11 @@ def test_official_files_round_trip_through_cra_score(tmp_path):
         "frame2time": "frame2time.json",
     }
     gsub = write(tmp_path / "gsub.json", GSUB)
-    qa = {key: {"answer": a, "prediction": p} for key, a, p in zip(keys, [1, 2, 3, 4], [1, 0, 3, 4])}
+    qa = {key: {"answer": a, "prediction": p} for key, a, p in zip(keys, [1, 2, 3, 4], [1, 0, 3, 4], strict=True)}
     for rule, spans in (("prehoc", prehoc), ("posthoc", posthoc)):
         from_files = score_files(gsub=gsub, ground=paths[f"ground_{rule}"], qa=paths["qa"])
-        assert from_files == score(GSUB, dict(zip(keys, spans.tolist())), qa)
+        assert from_files == score(GSUB, dict(zip(keys, spans.tolist(), strict=True)), qa)
     regrounded = score_files(gsub=gsub, weights=paths["weights"], frame2time=paths["frame2time"], qa=paths["qa"])
-    assert regrounded == score(GSUB, dict(zip(keys, posthoc.tolist())), qa)
+    assert regrounded == score(GSUB, dict(zip(keys, posthoc.tolist(), strict=True)), qa)
     with pytest.raises(ValueError, match="must be \\(4, 2\\)"):
         write_official_files(tmp_path / "bad", keys, {"merged": prehoc[:3]})

@@ -11,6 +11,7 @@ import pytest
 from stanza.models.common.doc import Document
 
 from pipeline.artifacts import schemas
+from pipeline.artifacts.parquet import read_metadata, read_table, write_table
 from pipeline.config import ConfigError, Params, PathsConfig, SVOConfig, build
 from pipeline.encoders.dependency_parsers import (
     MAX_PARSE_CHARS,
@@ -20,9 +21,8 @@ from pipeline.encoders.dependency_parsers import (
     prepare_text,
     stanza_sentences,
 )
-from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import read_metadata, read_table, write_table
 from pipeline.encoders.semantic_graph import SemanticGraph, Token, Triple, build_qa_graph, graph_from_tokens
+from pipeline.errors import PipelineError
 from stages import svo as svo_stage
 
 # UD trees as (text, lemma, upos, head, deprel) rows; ids are the 1-based positions.
@@ -199,17 +199,29 @@ def test_relative_clause_acl_and_answer_fragments():
     # A tagger calling "unwrap" an interjection: the object it governs makes it a verb.
     unwrap = [("unwrap", "unwrap", "INTJ", 0, "root"), ("it", "it", "PRON", 1, "obj")]
     assert graph_from_tokens([tokens(unwrap)]).verbs == ("unwrap",)
-    noun_phrase = [("the", "the", "DET", 3, "det"), ("little", "little", "ADJ", 3, "amod"),
-                   ("ball", "ball", "NOUN", 0, "root")]  # fmt: skip
+    noun_phrase = [
+        ("the", "the", "DET", 3, "det"),
+        ("little", "little", "ADJ", 3, "amod"),
+        ("ball", "ball", "NOUN", 0, "root"),
+    ]
     assert graph_from_tokens([tokens(noun_phrase)]) == SemanticGraph(objects=("little ball",))
-    copula = [("the", "the", "DET", 2, "det"), ("man", "man", "NOUN", 4, "nsubj"), ("is", "be", "AUX", 4, "cop"),
-              ("happy", "happy", "ADJ", 0, "root")]  # fmt: skip
+    copula = [
+        ("the", "the", "DET", 2, "det"),
+        ("man", "man", "NOUN", 4, "nsubj"),
+        ("is", "be", "AUX", 4, "cop"),
+        ("happy", "happy", "ADJ", 0, "root"),
+    ]
     assert graph_from_tokens([tokens(copula)]) == SemanticGraph(subjects=("man",), objects=("happy",))
 
 
 def test_wh_words_are_never_entities_and_sentences_keep_token_order():
-    who = [("who", "who", "PRON", 3, "nsubj"), ("is", "be", "AUX", 3, "aux"), ("pushing", "push", "VERB", 0, "root"),
-           ("the", "the", "DET", 5, "det"), ("stroller", "stroller", "NOUN", 3, "obj")]  # fmt: skip
+    who = [
+        ("who", "who", "PRON", 3, "nsubj"),
+        ("is", "be", "AUX", 3, "aux"),
+        ("pushing", "push", "VERB", 0, "root"),
+        ("the", "the", "DET", 5, "det"),
+        ("stroller", "stroller", "NOUN", 3, "obj"),
+    ]
     graph = graph_from_tokens([tokens(who), tokens(WHY_PICK_UP)])
     assert graph.subjects == ("boy",)
     assert graph.verbs == ("push", "pick up")
@@ -236,8 +248,15 @@ def test_build_qa_graph_orders_the_eight_nodes():
     graph = build_qa_graph("why did the boy  pick up the ball ", "CW", " unwrap it", question, answer)
     assert tuple(graph.nodes()) == schemas.GRAPH_NODES
     assert list(graph.nodes().values()) == [
-        "why did the boy pick up the ball", "CW", "boy", "pick up", "ball", "unwrap it", "unwrap", "it",
-    ]  # fmt: skip
+        "why did the boy pick up the ball",
+        "CW",
+        "boy",
+        "pick up",
+        "ball",
+        "unwrap it",
+        "unwrap",
+        "it",
+    ]
     assert graph.triples == (Triple("boy", "pick up", "ball"), Triple("", "unwrap", "it"))
 
 
@@ -291,11 +310,11 @@ SPACY_TO_UD = {
 def test_spacy_trees_become_ud_and_agree_with_stanza(spacy_parser):
     texts = list(SPACY_TO_UD)
     parsed = list(spacy_parser.parse(texts))
-    for text, sentences in zip(texts, parsed):
+    for text, sentences in zip(texts, parsed, strict=True):
         from_stanza = stanza_sentences(stanza_doc(SPACY_TO_UD[text]))
         assert sentences == from_stanza, text
         assert graph_from_tokens(sentences) == graph_from_tokens(from_stanza), text
-    graphs = dict(zip(texts, parse_graphs(spacy_parser, texts)))
+    graphs = dict(zip(texts, parse_graphs(spacy_parser, texts), strict=True))
     assert graphs["why was the ball kicked by the boy"].triples == (Triple("boy", "kick", "ball"),)
     assert graphs["why did the man hold the baby after picking up the cup"].triples == (
         Triple("man", "hold", "baby"),
@@ -343,8 +362,15 @@ def test_missing_stanza_models_fail_at_once_with_instructions(tmp_path, monkeypa
     with pytest.raises(PipelineError) as err:
         StanzaParser("en", str(empty))
     message = str(err.value)
-    for needle in ("svo.parser", "svo.stanza_dir", "STANZA_RESOURCES_DIR", str(empty), "resources.json",
-                   "stanza.download('en', model_dir=", "svo.parser: spacy"):  # fmt: skip
+    for needle in (
+        "svo.parser",
+        "svo.stanza_dir",
+        "STANZA_RESOURCES_DIR",
+        str(empty),
+        "resources.json",
+        "stanza.download('en', model_dir=",
+        "svo.parser: spacy",
+    ):
         assert needle in message
     monkeypatch.setenv("STANZA_RESOURCES_DIR", str(empty))
     with pytest.raises(PipelineError, match=r"\$STANZA_RESOURCES_DIR"):
@@ -398,8 +424,17 @@ def _qa_fixture(path: Path, answers: list[int] | None = None) -> None:
     ]
     columns = {name: [] for name in schemas.QA.names}
     for split, qid, video, question, options, answer, qtype in rows:
-        values = dict(split=split, qid=qid, video_id=video, question=question, options=options, answer=answer,
-                      type=qtype, segments=[], duration=None)  # fmt: skip
+        values = dict(
+            split=split,
+            qid=qid,
+            video_id=video,
+            question=question,
+            options=options,
+            answer=answer,
+            type=qtype,
+            segments=[],
+            duration=None,
+        )
         for name in schemas.QA.names:
             columns[name].append(values[name])
     if answers is not None:
@@ -424,12 +459,23 @@ def test_stage_writes_one_graph_per_qa(tmp_path, monkeypatch, spacy_parser):
     assert table.schema.remove_metadata() == schemas.SVO_GRAPHS
     rows = table.to_pylist()
     assert [(r["split"], r["video_id"], r["qid"]) for r in rows] == [
-        ("val", "v1", "1"), ("val", "v1", "2"), ("val", "v2", "1"), ("test", "v3", "10"), ("test", "v4", "3"),
-    ]  # fmt: skip
+        ("val", "v1", "1"),
+        ("val", "v1", "2"),
+        ("val", "v2", "1"),
+        ("test", "v3", "10"),
+        ("test", "v4", "3"),
+    ]
     first = rows[0]
     assert [first[f"node_{n}"] for n in schemas.GRAPH_NODES] == [
-        "why did the boy pick up the ball", "CW", "boy", "pick up", "ball", "unwrap it", "unwrap", "it",
-    ]  # fmt: skip
+        "why did the boy pick up the ball",
+        "CW",
+        "boy",
+        "pick up",
+        "ball",
+        "unwrap it",
+        "unwrap",
+        "it",
+    ]
     assert first["triples"] == [
         {"subject": "boy", "verb": "pick up", "object": "ball"},
         {"subject": "", "verb": "unwrap", "object": "it"},

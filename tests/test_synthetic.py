@@ -24,6 +24,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import decord
@@ -32,7 +33,6 @@ import pytest
 from scipy.stats import chi2_contingency, chisquare
 
 from pipeline.config import Params, PathsConfig, SyntheticConfig
-from pipeline.errors import PipelineError
 from pipeline.data.synthetic import SPLITS, build_split, get_preset
 from pipeline.data.synthetic.render import NUM_CELLS, object_centre
 from pipeline.data.synthetic.timeline import SceneObject, min_event_ds
@@ -40,14 +40,15 @@ from pipeline.data.synthetic.vocabulary import (
     BACKGROUND_NAMES,
     BACKGROUNDS,
     COLOURS,
-    PALETTE,
-    RECOLOURS,
     FLASH_RGB,
     KIND_NAMES,
     LEAD_INS,
+    PALETTE,
+    RECOLOURS,
     paired_background,
     paired_lead_in,
 )
+from pipeline.errors import PipelineError
 from stages.generate import generate, run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -269,9 +270,7 @@ def test_frames_show_the_timeline(tiny: Path):
                 scene_obj = SceneObject(obj["index"], obj["colour"], obj["shape"], obj["cell"], obj["y_offset"])
                 events = [e for e in record["events"] if e["object"] == obj["index"]]
                 # Its own look: a frame at which none of its events runs.
-                idle = next(
-                    i for i in range(len(reader)) if not any(e["start"] <= i / fps < e["end"] for e in events)
-                )
+                idle = next(i for i in range(len(reader)) if not any(e["start"] <= i / fps < e["end"] for e in events))
                 own = COLOURS[obj["colour"]]
                 own_area = colour_pixels(reader[idle].asnumpy(), obj["cell"], own)
                 assert own_area > 50, (video_id, obj)
@@ -328,10 +327,8 @@ def test_wrong_options_are_events_of_the_same_video_outside_the_evidence(tiny: P
             evidence = [events[i] for i in question["option_events"][answer]]
             assert question["option_events"][answer] == question["evidence_events"]
 
-            def named(event):  # the option text an event stands for
-                if row["type"] == "CW":
-                    return f"because the {names[event['object']]} {event['text']}"
-                return event["text"]
+            def named(event, causal=row["type"] == "CW", names=names):  # the option text an event stands for
+                return f"because the {names[event['object']]} {event['text']}" if causal else event["text"]
 
             assert {named(e) for e in evidence} == {row[f"a{answer}"]}
             assert all(e["kind"] == question["answer_kind"] for e in evidence)
@@ -374,7 +371,7 @@ def test_temporal_questions_answer_with_the_related_event(tiny: Path):
             max_gap = record["duration"] / 10 + 1e-9
             subject_name = record["objects"][question["subject"]]["name"]
             assert row["question"].split(" what did the ")[1].startswith(subject_name)
-            for ref, evidence in zip(references, (events[i] for i in question["evidence_events"])):
+            for ref, evidence in zip(references, (events[i] for i in question["evidence_events"]), strict=True):
                 assert ref["object"] != question["subject"]
                 if row["type"] == "TN":
                     assert 0 <= evidence["start"] - ref["end"] <= max_gap
@@ -393,7 +390,7 @@ def test_timelines_keep_their_design_promises():
         for obj in script.objects:
             own = script.events_of(obj.index)
             assert {e.kind for e in own} == set(KIND_NAMES)  # every object does every kind
-            for a, b in zip(own, own[1:]):
+            for a, b in pairwise(own):
                 assert b.start_ds >= a.end_ds  # one thing at a time
         # Every event spans >= 2 of 32 uniformly sampled frames.
         assert all(e.length_ds >= min_event_ds(script.duration_ds) for e in script.events)

@@ -11,10 +11,7 @@ import pytest
 import torch
 
 from pipeline.artifacts import schemas
-from pipeline.config import FeaturesConfig, Params, PathsConfig, TextFeaturesConfig
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import ArtifactError, read_metadata, write_table
-from pipeline.encoders.text import MODEL_PARAM, load_text_encoder, mean_pool, resolve_text_model
 from pipeline.artifacts.text_features import (
     expected_text_metadata,
     file_name,
@@ -22,6 +19,9 @@ from pipeline.artifacts.text_features import (
     read_text_features,
     text_id,
 )
+from pipeline.config import FeaturesConfig, Params, PathsConfig, TextFeaturesConfig
+from pipeline.encoders.text import MODEL_PARAM, load_text_encoder, mean_pool, resolve_text_model
+from pipeline.errors import PipelineError
 from stages import text_features as stage
 
 MAX_LEN = 8

@@ -19,12 +19,12 @@ import pytest
 import torch
 
 from pipeline.artifacts import schemas
+from pipeline.artifacts.parquet import ArtifactError, write_table
+from pipeline.artifacts.visual_features import expected_visual_metadata, read_visual_features
 from pipeline.config import Params, build
 from pipeline.data.decode import DecodeFailure, VideoRequest, decode_frames, decode_resolution, iter_decoded
-from pipeline.errors import PipelineError
-from pipeline.artifacts.parquet import ArtifactError, write_table
 from pipeline.encoders.visual import FramePreprocessor, PreprocessSpec, load_encoder, resolve_weights
-from pipeline.artifacts.visual_features import expected_visual_metadata, read_visual_features
+from pipeline.errors import PipelineError
 from stages import visual_features as stage
 
 TINY_MODEL = "cra-test-tiny-vit"
@@ -70,9 +70,17 @@ def make_video(path: Path, num_frames: int, seed: int, width: int = WIDTH, heigh
 
 def manifest_row(video_id: str, path: Path, indices: list[int], frame_count: int, status: str = "ok") -> dict:
     return {
-        "video_id": video_id, "path": str(path), "status": status, "error": None if status == "ok" else "bad",
-        "frame_count": frame_count, "fps": 10.0, "duration": frame_count / 10.0, "width": WIDTH, "height": HEIGHT,
-        "frame_indices": indices, "timestamps": [i / 10.0 for i in indices],
+        "video_id": video_id,
+        "path": str(path),
+        "status": status,
+        "error": None if status == "ok" else "bad",
+        "frame_count": frame_count,
+        "fps": 10.0,
+        "duration": frame_count / 10.0,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "frame_indices": indices,
+        "timestamps": [i / 10.0 for i in indices],
     }
 
 
@@ -113,8 +121,10 @@ def make_params(tmp_path: Path, manifest: Path, **visual) -> Params:
     tree = {
         "paths": {"video_manifest": str(manifest), "visual_features": str(tmp_path / "visual.parquet")},
         "decode": {"num_frames": T},
-        "features": {"device": "cpu", "visual": {"model": TINY_MODEL, "pretrained": "none", "batch_size": 6,
-                                                 "num_workers": 0, **visual}},
+        "features": {
+            "device": "cpu",
+            "visual": {"model": TINY_MODEL, "pretrained": "none", "batch_size": 6, "num_workers": 0, **visual},
+        },
     }
     return build(Params, tree)
 
@@ -137,8 +147,13 @@ def decoded_frames(folder: Path) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "size, resize_mode, interpolation",
-    [(224, "shortest", "bicubic"), ((96, 128), "shortest", "bicubic"), (224, "longest", "bicubic"),
-     (224, "squash", "bilinear"), (64, "shortest", "bilinear")],
+    [
+        (224, "shortest", "bicubic"),
+        ((96, 128), "shortest", "bicubic"),
+        (224, "longest", "bicubic"),
+        (224, "squash", "bilinear"),
+        (64, "shortest", "bilinear"),
+    ],
 )
 def test_preprocessing_matches_open_clip_pil_transform(tmp_path, size, resize_mode, interpolation):
     import open_clip
@@ -167,9 +182,8 @@ def test_preprocessing_matches_open_clip_pil_transform(tmp_path, size, resize_mo
 
 
 def test_encoded_features_match_open_clip_preprocess(tmp_path):
-    from PIL import Image
-
     from open_clip.transform import PreprocessCfg, image_transform_v2
+    from PIL import Image
 
     frames = decoded_frames(tmp_path)
     encoder = load_encoder("ViT-S-32", "none", torch.device("cpu"))

@@ -36,12 +36,15 @@ def load_checkpoint(folder: str | Path, device: torch.device | str = "cpu") -> t
     folder = Path(folder)
     weights, state_path = folder / WEIGHTS_FILE, folder / STATE_FILE
     if not weights.exists() or not state_path.exists():
-        raise PipelineError(f"no checkpoint in {folder} (expected {WEIGHTS_FILE} and {STATE_FILE}): run the train stage")
+        raise PipelineError(
+            f"no checkpoint in {folder} (expected {WEIGHTS_FILE} and {STATE_FILE}): run the train stage"
+        )
     state = json.loads(state_path.read_text())
     model = CRA(CRAConfig.from_dict(state["config"]))
     missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
     if missing or unexpected:
         raise PipelineError(
-            f"{weights} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]}): re-run the train stage"
+            f"{weights} does not match its config (missing {missing[:3]}, unexpected {unexpected[:3]}): "
+            "re-run the train stage"
         )
     return model.to(device).eval(), state

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipeline.errors import PipelineError
 from pipeline.artifacts.schemas import METADATA_KEY
+from pipeline.errors import PipelineError
 
 
 def _preview_value(value, limit: int = 80) -> str:

@@ -12,8 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import PipelineError
 from pipeline.artifacts.schemas import METADATA_KEY, SCHEMA_VERSION
+from pipeline.errors import PipelineError
 
 
 class ArtifactError(PipelineError):
@@ -58,7 +58,7 @@ class StreamWriter:
         self._writer: pq.ParquetWriter | None = None
         self._metadata_updated = False
 
-    def __enter__(self) -> "StreamWriter":
+    def __enter__(self) -> StreamWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(self._tmp, self.schema)
         return self
@@ -95,10 +95,12 @@ class StreamWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._writer is not None
         if exc_type is None and self._metadata_updated:
-            self._writer.add_key_value_metadata({
-                METADATA_KEY.decode(): self.schema.metadata[METADATA_KEY].decode(),
-                "ARROW:schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
-            })
+            self._writer.add_key_value_metadata(
+                {
+                    METADATA_KEY.decode(): self.schema.metadata[METADATA_KEY].decode(),
+                    "ARROW:schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode(),
+                }
+            )
         self._writer.close()
         if exc_type is None:
             os.replace(self._tmp, self.path)

@@ -52,17 +52,22 @@ VIDEO_MANIFEST = pa.schema(
 )
 
 
-def embedding(dim: int, dtype: pa.DataType = pa.float32()) -> pa.DataType:
+# Default element types of embedding columns (pyarrow types are immutable, so shared defaults are safe).
+FLOAT32 = pa.float32()
+FLOAT16 = pa.float16()
+
+
+def embedding(dim: int, dtype: pa.DataType = FLOAT32) -> pa.DataType:
     """One D-vector per row."""
     return pa.list_(dtype, dim)
 
 
-def embedding_grid(rows: int, dim: int, dtype: pa.DataType = pa.float32()) -> pa.DataType:
+def embedding_grid(rows: int, dim: int, dtype: pa.DataType = FLOAT32) -> pa.DataType:
     """A (rows, D) array per row, e.g. (T, D) frame features or (L, D) token features."""
     return pa.list_(pa.list_(dtype, dim), rows)
 
 
-def visual_features(num_frames: int, dim: int, dtype: pa.DataType = pa.float32()) -> pa.Schema:
+def visual_features(num_frames: int, dim: int, dtype: pa.DataType = FLOAT32) -> pa.Schema:
     return pa.schema(
         [
             pa.field("video_id", pa.string(), nullable=False),
@@ -73,7 +78,7 @@ def visual_features(num_frames: int, dim: int, dtype: pa.DataType = pa.float32()
     )
 
 
-def text_features(max_len: int | None, dim: int, dtype: pa.DataType = pa.float16()) -> pa.Schema:
+def text_features(max_len: int | None, dim: int, dtype: pa.DataType = FLOAT16) -> pa.Schema:
     """Unique texts of one kind (question / option / qa). `max_len=None`: pooled vector only."""
     fields = [
         pa.field("text_id", pa.string(), nullable=False),  # stable hash of the text

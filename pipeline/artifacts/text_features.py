@@ -17,9 +17,10 @@ Shape notation: N unique texts of one kind, L tokens (max_len of the kind), D en
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa

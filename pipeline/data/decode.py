@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -230,4 +231,3 @@ def iter_decoded(
             f"({pending.path}), after {delivered} of {len(requests)} videos. Check that file and the ones after it "
             "in the manifest (a corrupt file can crash the decoder); re-run `prepare` or remove it."
         ) from None
-

@@ -21,11 +21,12 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pipeline.errors import PipelineError
 from pipeline.encoders.semantic_graph import SemanticGraph, Token, graph_from_tokens
+from pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from pipeline.config import SVOConfig

@@ -53,8 +53,8 @@ the dependency structure (so objects are what the verbs act on, not every noun).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import Iterable, Sequence
 
 from pipeline.artifacts.schemas import GRAPH_NODES
 

@@ -20,16 +20,17 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
+from pipeline.artifacts.text_features import POOLING
 from pipeline.errors import PipelineError
 from pipeline.runtime import autocast_dtype, get_logger, progress
-from pipeline.artifacts.text_features import POOLING
 
 log = get_logger("text_encoder")
 
@@ -205,7 +206,7 @@ class TextEncoder:
             num_tokens=np.zeros(n, dtype=np.int32),
         )
         for rows, encoded in self.iter_encode(texts, max_len, desc):
-            for whole, part in zip(out, encoded):
+            for whole, part in zip(out, encoded, strict=True):
                 whole[rows] = part
         return out
 
@@ -271,6 +272,6 @@ def embed_graph_nodes(
         for g in nodes:
             present = [(n, row_of[row[g]]) for n, row in enumerate(node_texts) if row[g].strip()]
             if present:
-                rows, sources = zip(*present)
+                rows, sources = zip(*present, strict=True)
                 out[list(rows), g] = pooled[list(sources)]
     return out

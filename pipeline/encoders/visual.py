@@ -44,9 +44,9 @@ import torchvision.transforms.v2.functional as TF
 from open_clip.transform import center_crop_or_pad
 from torchvision.transforms import InterpolationMode
 
+from pipeline.artifacts.visual_features import checkpoint_sha256, is_random_init, looks_like_path
 from pipeline.errors import PipelineError
 from pipeline.runtime import autocast_dtype, get_logger
-from pipeline.artifacts.visual_features import checkpoint_sha256, is_random_init, looks_like_path
 
 log = get_logger("visual_encoder")
 
@@ -190,7 +190,7 @@ class PreprocessSpec:
     fill_color: int = 0
 
     @classmethod
-    def from_open_clip(cls, cfg: dict[str, Any]) -> "PreprocessSpec":
+    def from_open_clip(cls, cfg: dict[str, Any]) -> PreprocessSpec:
         size = cfg["size"]
         image_size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
         as3 = lambda v: tuple(float(x) for x in (v if isinstance(v, (list, tuple)) else (v,) * 3))  # noqa: E731
@@ -325,7 +325,10 @@ def load_encoder(model: str, pretrained: str, device: Any, cache_dir: str | Path
         log.warning(
             "!!! %s = none: %s gets RANDOM weights (seed %d). Features are NOT CLIP features; fine for tests and "
             "smoke runs, meaningless for results. Set %s to an open_clip tag or a checkpoint path. !!!",
-            PRETRAINED_PARAM, model, RANDOM_INIT_SEED, PRETRAINED_PARAM,
+            PRETRAINED_PARAM,
+            model,
+            RANDOM_INIT_SEED,
+            PRETRAINED_PARAM,
         )
     tag = weights.tag_config
     try:
@@ -352,7 +355,18 @@ def load_encoder(model: str, pretrained: str, device: Any, cache_dir: str | Path
     clip.to(device)
     spec = PreprocessSpec.from_open_clip(clip.visual.preprocess_cfg)
     encoder = VisualEncoder(clip, model, weights, spec, device)
-    source = {"none": "random init", "file": f"checkpoint {weights.checkpoint}", "tag": f"tag {pretrained} ({weights.checkpoint})"}
-    log.info("visual encoder %s (%s): D=%d, input %s, on %s%s", model, source[weights.kind], encoder.dim,
-             "x".join(map(str, spec.image_size)), device, f", autocast {encoder.autocast}" if encoder.autocast else "")
+    source = {
+        "none": "random init",
+        "file": f"checkpoint {weights.checkpoint}",
+        "tag": f"tag {pretrained} ({weights.checkpoint})",
+    }
+    log.info(
+        "visual encoder %s (%s): D=%d, input %s, on %s%s",
+        model,
+        source[weights.kind],
+        encoder.dim,
+        "x".join(map(str, spec.image_size)),
+        device,
+        f", autocast {encoder.autocast}" if encoder.autocast else "",
+    )
     return encoder

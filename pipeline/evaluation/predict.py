@@ -5,16 +5,17 @@ Shape notation: N questions, A options, T frames.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from models.cra import CRA
 from models.grounding import ground, reference_spans
-from pipeline.training.batches import FeatureBank, SplitQuestions, batch_indices, make_batch
 from pipeline.evaluation.scoring import score
+from pipeline.training.batches import FeatureBank, SplitQuestions, batch_indices, make_batch
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class SplitPredictions:
 
 
 @torch.no_grad()
-def predict(model: CRA, bank: FeatureBank, questions: SplitQuestions, batch_size: int, device: torch.device) -> SplitPredictions:
+def predict(
+    model: CRA, bank: FeatureBank, questions: SplitQuestions, batch_size: int, device: torch.device
+) -> SplitPredictions:
     was_training = model.training
     model.eval()
     scores, weights, attention = [], [], []
@@ -50,7 +53,9 @@ def predict(model: CRA, bank: FeatureBank, questions: SplitQuestions, batch_size
 def rule_spans(predictions: SplitPredictions, rules: Sequence[str]) -> dict[str, np.ndarray]:
     """`{rule: (N, 2)}` spans in seconds. Pre-hoc reads the smoothed weights, post-hoc the attention (as CRA's code)."""
     return {
-        rule: ground(predictions.frame_weights, predictions.timestamps, rule, posthoc_weights=predictions.frame_attention)
+        rule: ground(
+            predictions.frame_weights, predictions.timestamps, rule, posthoc_weights=predictions.frame_attention
+        )
         for rule in rules
     }
 
@@ -80,14 +85,17 @@ def score_split(
     if not questions.has_grounding_labels:
         return result
     gsub = questions.gsub()
-    qa = {k: {"answer": int(a), "prediction": int(p)} for k, a, p in zip(keys, questions.answers, predictions.predictions)}
-    types = dict(zip(keys, questions.types))
+    qa = {
+        k: {"answer": int(a), "prediction": int(p)}
+        for k, a, p in zip(keys, questions.answers, predictions.predictions, strict=True)
+    }
+    types = dict(zip(keys, questions.types, strict=True))
     # Grounding is a Python loop per question: reuse spans the caller already computed.
     spans = spans if spans is not None else rule_spans(predictions, rules)
     for rule in rules:
-        result["rules"][rule] = score(gsub, dict(zip(keys, spans[rule].tolist())), qa=qa, types=types)
+        result["rules"][rule] = score(gsub, dict(zip(keys, spans[rule].tolist(), strict=True)), qa=qa, types=types)
     durations = _durations(questions, predictions)
     for kind in references:
         spans = reference_spans(durations, kind, seed=seed)
-        result["references"][kind] = score(gsub, dict(zip(keys, spans.tolist())), qa=qa, types=types)
+        result["references"][kind] = score(gsub, dict(zip(keys, spans.tolist(), strict=True)), qa=qa, types=types)
     return result

@@ -29,14 +29,15 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from models.grounding import posthoc_span
-from pipeline.errors import PipelineError
 from pipeline.artifacts.schemas import official_key
+from pipeline.errors import PipelineError
 
 Span = tuple[float, float]
 
@@ -108,7 +109,7 @@ def _metrics(overlaps: list[Span], correct: list[bool] | None) -> dict[str, floa
     if correct is not None:
         metrics["acc_qa"] = sum(correct) / count * 100
         metrics["acc_gqa"] = (
-            sum(ok and iop >= GQA_IOP_THRESHOLD for ok, (_, iop) in zip(correct, overlaps)) / count * 100
+            sum(ok and iop >= GQA_IOP_THRESHOLD for ok, (_, iop) in zip(correct, overlaps, strict=True)) / count * 100
         )
     for name, index in (("iop", 1), ("iou", 0)):
         values = [overlap[index] for overlap in overlaps]
@@ -275,7 +276,7 @@ def read_frame2time(path: str | Path) -> dict[str, np.ndarray]:
     for video_id, stamps in frame2time.items():
         if not (isinstance(stamps, list) and stamps and all(map(_is_number, stamps))):
             raise ScoringError(f"{path}: video '{video_id}' must map to a non-empty list of timestamps in seconds")
-        if any(later < earlier for earlier, later in zip(stamps, stamps[1:])):
+        if any(later < earlier for earlier, later in pairwise(stamps)):
             raise ScoringError(f"{path}: the timestamps of video '{video_id}' are not in ascending order")
     return {video_id: np.asarray(stamps, dtype=np.float64) for video_id, stamps in frame2time.items()}
 
@@ -286,7 +287,7 @@ def read_qa(path: str | Path) -> dict[str, dict[str, Any]]:
     qa = _require_mapping(_load_json(path, "QA results"), path, '{"<video_id>_<qid>": {"answer": a, "prediction": p}}')
     for key, row in qa.items():
         if not (isinstance(row, dict) and "answer" in row and "prediction" in row):
-            raise ScoringError(f"{path}: '{key}' has {row!r}; expected {{\"answer\": a, \"prediction\": p}}")
+            raise ScoringError(f'{path}: \'{key}\' has {row!r}; expected {{"answer": a, "prediction": p}}')
     return qa
 
 
@@ -380,7 +381,7 @@ def write_official_files(
     def by_key(rows: list[Any], what: str) -> dict[str, Any]:
         if len(rows) != len(keys):
             raise ValueError(f"{what} has {len(rows)} rows for {len(keys)} keys")
-        return dict(zip(keys, rows))
+        return dict(zip(keys, rows, strict=True))
 
     contents: dict[str, Any] = {}
     for rule, rule_spans in spans.items():
@@ -426,7 +427,9 @@ def format_report(result: Mapping[str, Any]) -> str:
     widths = [max(len(line[col]) for line in (header, *body)) for col in range(len(header))]
 
     def table_line(cells: list[str]) -> str:
-        aligned = [cells[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:])]
+        aligned = [cells[0].ljust(widths[0])] + [
+            cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)
+        ]
         return "  ".join(aligned)
 
     summary = f"scored {result['n']} of {result['n_labelled']} labelled questions"

@@ -9,8 +9,9 @@ batch gathers rows (`make_batch`), so memory is the artifacts' size, not the num
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,11 +21,11 @@ from models.cra import CRABatch
 from models.eci import LanguageDictionary, VisualDictionary
 from pipeline.artifacts import schemas
 from pipeline.artifacts.confounders import expected_confounder_metadata, read_confounders
-from pipeline.errors import PipelineError
 from pipeline.artifacts.parquet import read_table
-from pipeline.runtime import get_logger
 from pipeline.artifacts.text_features import TextFeatures, expected_text_metadata, read_text_features
 from pipeline.artifacts.visual_features import VisualFeatures, expected_visual_metadata, read_visual_features
+from pipeline.errors import PipelineError
+from pipeline.runtime import get_logger
 
 log = get_logger("qa_data")
 
@@ -103,7 +104,7 @@ class SplitQuestions:
     @property
     def keys(self) -> list[str]:
         """NExT-GQA result-file keys `<video_id>_<qid>`."""
-        return [schemas.official_key(v, q) for v, q in zip(self.video_ids, self.qids)]
+        return [schemas.official_key(v, q) for v, q in zip(self.video_ids, self.qids, strict=True)]
 
     @property
     def has_grounding_labels(self) -> bool:
@@ -112,7 +113,9 @@ class SplitQuestions:
     def gsub(self) -> dict[str, Any]:
         """The split's grounding labels in NExT-GQA's gsub format (for `pipeline.evaluation.scoring.score`)."""
         labels: dict[str, Any] = {}
-        for video_id, qid, segments, duration in zip(self.video_ids, self.qids, self.segments, self.durations):
+        for video_id, qid, segments, duration in zip(
+            self.video_ids, self.qids, self.segments, self.durations, strict=True
+        ):
             entry = labels.setdefault(video_id, {"duration": float(duration), "location": {}})
             if segments:
                 entry["location"][qid] = segments
@@ -128,19 +131,28 @@ def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
     rows = qa.filter(pa.compute.equal(qa.column("split"), split)).to_pydict()
     if not rows["qid"]:
         present = sorted(set(qa.column("split").to_pylist()))
-        raise PipelineError(f"split {split!r} has no questions in the QA table (splits there: {present}); check data.*_split")
+        raise PipelineError(
+            f"split {split!r} has no questions in the QA table (splits there: {present}); check data.*_split"
+        )
     have_video = set(bank.visual.video_ids)
     keep = [i for i, video_id in enumerate(rows["video_id"]) if video_id in have_video]
     skipped = len(rows["qid"]) - len(keep)
     if skipped:
-        log.warning("%s: %d of %d questions skipped: their video has no features (see the manifest)", split, skipped, len(rows["qid"]))
+        log.warning(
+            "%s: %d of %d questions skipped: their video has no features (see the manifest)",
+            split,
+            skipped,
+            len(rows["qid"]),
+        )
     if not keep:
         raise PipelineError(f"split {split!r}: none of its {len(rows['qid'])} questions has video features")
     pick = lambda column: [rows[column][i] for i in keep]  # noqa: E731
     options = pick("options")
     option_counts = {len(o) for o in options}
     if len(option_counts) != 1:
-        raise PipelineError(f"split {split!r} mixes questions with {sorted(option_counts)} options; one count per split is expected")
+        raise PipelineError(
+            f"split {split!r} mixes questions with {sorted(option_counts)} options; one count per split is expected"
+        )
     questions = pick("question")
     text = bank.text
     durations = np.array([np.nan if d is None else d for d in pick("duration")], dtype=np.float64)
@@ -155,7 +167,7 @@ def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
         video_rows=bank.visual.rows(pick("video_id")),
         question_rows=text.question.rows(questions),
         option_rows=np.stack([text.option.rows(o) for o in options]),
-        qa_rows=np.stack([text.qa_rows(q, o) for q, o in zip(questions, options)]),
+        qa_rows=np.stack([text.qa_rows(q, o) for q, o in zip(questions, options, strict=True)]),
         skipped_without_video=skipped,
     )
 
@@ -186,7 +198,9 @@ def make_batch(bank: FeatureBank, questions: SplitQuestions, index: np.ndarray) 
     )
 
 
-def batch_indices(n: int, batch_size: int, shuffle: bool, generator: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+def batch_indices(
+    n: int, batch_size: int, shuffle: bool, generator: np.random.Generator | None = None
+) -> Iterator[np.ndarray]:
     """Index arrays covering range(n). Shuffled training drops a last batch of 1 (InfoNCE needs negatives)."""
     order = generator.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):

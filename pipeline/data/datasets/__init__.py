@@ -9,14 +9,14 @@ in `ADAPTERS` (and in the `data.dataset` Literal of `pipeline/config.py`).
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
+from pipeline.artifacts.schemas import QA
 from pipeline.config import DataConfig
 from pipeline.data.datasets import nextgqa, star, synthetic
 from pipeline.data.datasets.base import AnnotationError, LoadedDataset, QARecord
-from pipeline.artifacts.schemas import QA
 
 ADAPTERS: dict[str, Callable[[DataConfig], LoadedDataset]] = {
     "synthetic": synthetic.load,

@@ -23,6 +23,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def read_frame_times(path: Path) -> dict[str, list[float]]:
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
         ):
             raise AnnotationError(f"{path} video {video_id}: expected a non-empty list of seconds, got {values!r}")
-        if any(b < a for a, b in zip(values, values[1:])):
+        if any(b < a for a, b in pairwise(values)):
             raise AnnotationError(f"{path} video {video_id}: timestamps must be sorted, got {values}")
         times[str(video_id)] = [float(v) for v in values]
     return times
@@ -122,9 +123,7 @@ def _option_columns(header: list[str], path: Path) -> list[str]:
     return columns
 
 
-def read_questions(
-    path: Path, split: str, grounding: dict[str, VideoGrounding]
-) -> tuple[list[QARecord], list[str]]:
+def read_questions(path: Path, split: str, grounding: dict[str, VideoGrounding]) -> tuple[list[QARecord], list[str]]:
     """`{split}.csv` -> QARecords (segments and duration from `grounding`), plus log warnings."""
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -209,7 +208,7 @@ def load(data: DataConfig, missing_hint: str = "") -> LoadedDataset:
     if unmapped:
         raise AnnotationError(
             f"{map_path}: {len(unmapped)} video_id(s) used by the questions are not mapped to a file "
-            f"(first: {', '.join(unmapped[:5])}); add them as \"folder/video_id\""
+            f'(first: {", ".join(unmapped[:5])}); add them as "folder/video_id"'
         )
     video_root = Path(data.video_root)
     return LoadedDataset(

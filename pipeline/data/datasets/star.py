@@ -43,9 +43,7 @@ def _choices(raw: Any, where: str) -> tuple[str, ...]:
             and isinstance(item.get("choice"), str)
             and item["choice"].strip()
         ):
-            raise AnnotationError(
-                f"{where}: each choice must be {{\"choice_id\": int, \"choice\": text}}, got {item!r}"
-            )
+            raise AnnotationError(f'{where}: each choice must be {{"choice_id": int, "choice": text}}, got {item!r}')
     ids = sorted(item["choice_id"] for item in raw)
     if ids != list(range(NUM_CHOICES)):
         raise AnnotationError(f"{where}: choice_ids must be 0..{NUM_CHOICES - 1}, got {ids}")

@@ -83,7 +83,7 @@ def build_video(cfg: SyntheticConfig, preset: Preset, split: str, index: int) ->
     target_kind = KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
     background = _nuisance(rng, BACKGROUND_NAMES, paired_background(target_kind), cfg.rho_visual, ood)
     wanted = int(rng.integers(preset.min_questions, preset.max_questions + 1))
-    for attempt in range(1, MAX_SCRIPT_ATTEMPTS + 1):
+    for attempt in range(1, MAX_SCRIPT_ATTEMPTS + 1):  # noqa: B007 (read after the loop: attempts taken)
         script = sample_script(rng, duration_s, fps)
         candidates = candidates_by_kind(script)
         if min(len(c) for c in candidates.values()) >= preset.min_questions:

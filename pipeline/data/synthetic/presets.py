@@ -1,10 +1,10 @@
 """Size presets of the synthetic benchmark (`synthetic.preset` in params.yaml).
 
-| preset  | videos (train/val/test_iid/test_ood) | durations | questions/video | use |
-|---------|--------------------------------------|-----------|-----------------|-----|
-| tiny    | 16 (7/3/3/3)                         | 8-14 s    | 4-8             | tests, a few seconds |
-| default | 240 (150/30/30/30)                   | 8-40 s    | 6-10            | the whole default pipeline in < 10 min on 2 CPU cores |
-| large   | 960 (600/120/120/120)                | 8-40 s    | 6-10            | ~4x default, for a GPU or a patient CPU |
+| preset  | videos (train/val/test_iid/test_ood) | durations | questions/video | use                                   |
+|---------|--------------------------------------|-----------|-----------------|---------------------------------------|
+| tiny    | 16 (7/3/3/3)                         | 8-14 s    | 4-8             | tests, a few seconds                  |
+| default | 240 (150/30/30/30)                   | 8-40 s    | 6-10            | whole pipeline < 10 min on 2 CPUs     |
+| large   | 960 (600/120/120/120)                | 8-40 s    | 6-10            | ~4x default, a GPU or a patient CPU   |
 
 `default` is sized by the slowest downstream stage: the random-init ViT-S-32 encodes ~50 frames/s
 on a 2-core CPU and reads 32 frames per video, so 240 videos cost ~2.5 min of visual features.

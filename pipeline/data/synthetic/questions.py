@@ -24,8 +24,8 @@ one wrong option from each pool, and puts the right one at a uniform position in
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -19,9 +19,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import PipelineError
 from pipeline.data.synthetic.timeline import Event, SceneObject, VideoScript
-from pipeline.data.synthetic.vocabulary import BACKGROUNDS, COLOURS, FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
+from pipeline.data.synthetic.vocabulary import (
+    BACKGROUNDS,
+    COLOURS,
+    FLASH_RGB,
+    PALETTE,
+    SIZE_BIG,
+    SIZE_NORMAL,
+    SIZE_SMALL,
+)
+from pipeline.errors import PipelineError
 
 FOURCC = "mp4v"
 NUM_CELLS = 3
@@ -63,7 +71,7 @@ def draw_frame(
     """One RGB frame, (H, W, 3) uint8."""
     frame = np.empty((height, width, 3), np.uint8)
     frame[:] = BACKGROUNDS[background]
-    for obj, (visible, colour, radius) in zip(objects, states):
+    for obj, (visible, colour, radius) in zip(objects, states, strict=True):
         if not visible:
             continue
         x, y = object_centre(obj, width, height)

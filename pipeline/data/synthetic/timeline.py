@@ -85,7 +85,7 @@ class Event:
     def text(self, form: str = "past") -> str:
         return event_text(self.kind, form, self.colour)
 
-    def overlap_ds(self, other: "Event") -> int:
+    def overlap_ds(self, other: Event) -> int:
         return max(0, min(self.end_ds, other.end_ds) - max(self.start_ds, other.start_ds))
 
 
@@ -125,9 +125,7 @@ def sample_objects(rng: np.random.Generator) -> tuple[SceneObject, ...]:
     )
 
 
-def _sample_object_events(
-    rng: np.random.Generator, obj: int, duration_ds: int, free_colours: list[str]
-) -> list[Event]:
+def _sample_object_events(rng: np.random.Generator, obj: int, duration_ds: int, free_colours: list[str]) -> list[Event]:
     kinds = list(KIND_NAMES)
     if rng.random() < EXTRA_EVENT_PROB:
         kinds.append(KIND_NAMES[int(rng.integers(len(KIND_NAMES)))])
@@ -143,7 +141,7 @@ def _sample_object_events(
     gaps = [int(math.floor(free * s)) for s in shares]
     events = []
     t = gaps[0]
-    for i, (kind, length) in enumerate(zip(order, lengths)):
+    for i, (kind, length) in enumerate(zip(order, lengths, strict=True)):
         colour = free_colours[int(rng.integers(len(free_colours)))] if kind == "recolour" else None
         events.append(Event(index=-1, obj=obj, kind=kind, start_ds=t, end_ds=t + length, colour=colour))
         t += length + MIN_GAP_DS + gaps[i + 1]
@@ -155,8 +153,7 @@ def _fits(moved: Event, others: list[Event], duration_ds: int) -> bool:
     if moved.start_ds < 0 or moved.end_ds > duration_ds:
         return False
     return all(
-        moved.start_ds >= other.end_ds + MIN_GAP_DS or other.start_ds >= moved.end_ds + MIN_GAP_DS
-        for other in others
+        moved.start_ds >= other.end_ds + MIN_GAP_DS or other.start_ds >= moved.end_ds + MIN_GAP_DS for other in others
     )
 
 
@@ -194,9 +191,7 @@ def derive_causal_links(events: tuple[Event, ...], duration_ds: int) -> tuple[tu
     window = cause_window_ds(duration_ds)
     links = []
     for effect in events:
-        recent = [
-            e for e in events if e.obj != effect.obj and effect.start_ds - window <= e.end_ds <= effect.start_ds
-        ]
+        recent = [e for e in events if e.obj != effect.obj and effect.start_ds - window <= e.end_ds <= effect.start_ds]
         if len(recent) == 1 and effect.start_ds - recent[0].end_ds <= CAUSE_MAX_LAG_DS:
             links.append((recent[0].index, effect.index))
     return tuple(links)
