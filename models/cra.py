@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from models.backbone import BackboneConfig, QuestionFrameAttention, TempCLIPBackbone, pool_frames
 from models.cma import CMAConfig, CrossModalAlignment
-from models.eci import ECI, GRAPH_NODES, ECIConfig, LanguageDictionary, VisualDictionary
+from models.eci import ECI, ECIConfig, LanguageDictionary, VisualDictionary
 from models.gsg import GSG, GSGConfig
 from models.layers import init_weights
 
@@ -316,7 +316,6 @@ __all__ = [
     "CRABatch",
     "CRAConfig",
     "CRAOutput",
-    "GRAPH_NODES",
     "LanguageDictionary",
     "VisualDictionary",
 ]

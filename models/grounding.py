@@ -3,22 +3,31 @@
 Shape notation: N questions, T frames. A weight curve is `(T,)` floats, its frame timestamps `(T,)`
 seconds in ascending order; a span is `(start_s, end_s)`.
 
-The three rules follow the reference code line by line, quirks included, because the published
-numbers were produced with them:
+Which frames each rule keeps follows the reference code (quirks included, checked in
+tests/test_grounding.py against transcriptions of the reference loops); how frames become seconds
+does not everywhere:
 
-- pre-hoc (CRA's Gaussian-smoothing grounding): `GroundingModule.find_best_interval_v2` and
-  `gen_grounding` in WissingChen/CRA-GQA, `modules/m_cra/grounding.py`.
+- pre-hoc (CRA's window around the peak): the frame choice of `GroundingModule.find_best_interval_v2`
+  in WissingChen/CRA-GQA `modules/m_cra/grounding.py`. Departures: the reference turns frame indices
+  into `index / 31` and its scorer into `round(index / 31 * duration, 1)` seconds (32 frames assumed
+  to span the whole video); we take the sampled frames' own timestamps, unrounded, for any T. Its end
+  index can be T (past the last frame); we clip it to the last frame.
 - post-hoc (NExT-GQA's adaptive rule): `find_seg_ada` in doc-doc/NExT-GQA,
   `code/TempGQA/tools/getspan.py` (TempCLIP / FrozenGQA), identical in CRA-GQA's
-  `utils/stat/metrics.py` (`Metric.find_seg_ada`, thd_weight=0.3, dis=10).
-- merged: `combine(..., way='itsc')` in NExT-GQA's `eval_ground.py` (also CRA-GQA's `Metric.combine`).
+  `utils/stat/metrics.py` (`Metric.find_seg_ada`, thd_weight=0.3, dis=10); seconds from the frame
+  timestamps, as there.
+- merged: `combine(..., way='itsc')` in NExT-GQA's `eval_ground.py` (also CRA-GQA's `Metric.combine`),
+  applied to our pre-hoc span in seconds (the reference intersects its rounded `index / 31 * duration`).
 
+Which weights feed which rule is the caller's choice (`ground_rules(..., posthoc_weights=...)`).
 Pure numpy; no torch, so the scorer and the evaluate stage share it.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +46,20 @@ POSTHOC_DECAY_S = 10.0
 _NORMALISE_EPS = 1e-12
 
 
+def is_span(value: Any) -> bool:
+    """Whether `value` is a span: two finite numbers (not booleans) `[start_s, end_s]` with start_s <= end_s.
+
+    The one span check of the project: the scorer applies it to label and result files.
+    """
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)) or len(value) != 2:
+        return False
+    numbers = all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value
+    )
+    return bool(numbers and value[0] <= value[1])
+
+
 def _check_curve(weights: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     weights = np.asarray(weights, dtype=np.float64)
     timestamps = np.asarray(timestamps, dtype=np.float64)
@@ -52,19 +75,19 @@ def _check_curve(weights: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarra
 
 
 def prehoc_frames(weights: np.ndarray) -> tuple[int, int]:
-    """First and last frame (inclusive) CRA's pre-hoc rule grounds on a `(T,)` weight curve.
+    """First and last frame (inclusive) of CRA's pre-hoc window on a `(T,)` weight curve.
 
-    The reference scores every window of 1, 3 or 5 consecutive frames that contains the peak frame
-    (first index on ties, as argmax) by its *total* weight and keeps the first best in the order
-    (size 1, 3, 5; start ascending), a strictly larger total replacing it. Windows longer than T // 2
-    frames are skipped. No average or threshold is involved: with the non-negative (softmax)
-    weights CRA feeds it, the widest allowed window always wins, and the size matters only when
-    T < 10 or weights are negative.
+    Every window of 1, 3 or 5 consecutive frames that contains the peak frame (first index on ties,
+    as argmax) is scored by its *total* weight; the first best in the order (size 1, 3, 5; start
+    ascending) is kept, a strictly larger total replacing it. Windows longer than T // 2 frames are
+    skipped. No average or threshold is involved: with non-negative weights the widest allowed window
+    always wins, and the size matters only when T < 10 or weights are negative. This is the choice
+    `find_best_interval_v2` makes.
 
-    The reference then reports the window as `[start, start + size]` (an exclusive end index) and
-    uses that end inclusively, both for its keyframe mask and for the time `(start + size) / 31`.
-    We keep that: the grounded frames are `start .. start + size`, clipped to the last frame. With
-    T < 2 no window fits and the reference falls back to frame 0; we ground on the peak frame.
+    As there, the window is reported as `start .. start + size`: the reference's exclusive end index
+    is used inclusively (its keyframe mask and its time `(start + size) / 31` both do). Departures:
+    the end is clipped to the last frame (the reference can report frame T), and with T < 2, where no
+    window fits, we ground on the peak frame (the reference falls back to frame 0).
     """
     weights = np.asarray(weights, dtype=np.float64)
     num_frames = weights.shape[0]
@@ -81,7 +104,7 @@ def prehoc_frames(weights: np.ndarray) -> tuple[int, int]:
 
 
 def prehoc_span(weights: np.ndarray, timestamps: np.ndarray) -> tuple[float, float]:
-    """CRA's pre-hoc span: timestamps of the first and last frame of `prehoc_frames`."""
+    """Timestamps of the first and last frame of `prehoc_frames` (the reference: `index / 31 * duration`)."""
     weights, timestamps = _check_curve(weights, timestamps)
     first, last = prehoc_frames(weights)
     return float(timestamps[first]), float(timestamps[last])
@@ -136,6 +159,9 @@ def merge_spans(prehoc: tuple[float, float], posthoc: tuple[float, float]) -> tu
 
     Spans that only touch intersect in a zero-length span (the reference tests `start <= end`).
     """
+    for span in (prehoc, posthoc):
+        if not is_span(span):
+            raise ValueError(f"not a span [start_s, end_s] with start_s <= end_s: {span!r}")
     start, end = max(prehoc[0], posthoc[0]), min(prehoc[1], posthoc[1])
     if start <= end:
         return float(start), float(end)
@@ -151,6 +177,39 @@ def merged_span(
     return merge_spans(prehoc, posthoc)
 
 
+def ground_rules(
+    weights: np.ndarray,
+    timestamps: np.ndarray,
+    rules: Sequence[str],
+    posthoc_weights: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Spans of N questions by several rules: `{rule: (N, 2)}` seconds.
+
+    weights `(N, T)`; timestamps `(N, T)` or shared `(T,)`. The pre-hoc rule reads `weights`; the
+    post-hoc rule (alone or inside `merged`) reads `posthoc_weights` when given, else `weights`.
+    Each question's pre-hoc and post-hoc spans are computed once, and `merged` combines them.
+    """
+    unknown = [rule for rule in rules if rule not in RULES]
+    if unknown:
+        raise ValueError(f"unknown grounding rule {unknown[0]!r}; expected one of {RULES}")
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2:
+        raise ValueError(f"weights must be (N, T), got shape {weights.shape}")
+    timestamps = np.broadcast_to(np.asarray(timestamps, dtype=np.float64), weights.shape)
+    posthoc_weights = weights if posthoc_weights is None else np.asarray(posthoc_weights, dtype=np.float64)
+    if posthoc_weights.shape != weights.shape:
+        raise ValueError(f"posthoc_weights shape {posthoc_weights.shape} differs from weights shape {weights.shape}")
+    base: dict[str, np.ndarray] = {}
+    if {"prehoc", "merged"} & set(rules):
+        base["prehoc"] = np.array([prehoc_span(w, t) for w, t in zip(weights, timestamps, strict=True)])
+    if {"posthoc", "merged"} & set(rules):
+        base["posthoc"] = np.array([posthoc_span(w, t) for w, t in zip(posthoc_weights, timestamps, strict=True)])
+    if "merged" in rules:
+        pairs = zip(base["prehoc"], base["posthoc"], strict=True)
+        base["merged"] = np.array([merge_spans(tuple(pre), tuple(post)) for pre, post in pairs])
+    return {rule: base[rule].reshape(-1, 2) for rule in rules}  # (N, 2) each, also for N = 0
+
+
 def ground(
     weights: np.ndarray,
     timestamps: np.ndarray,
@@ -159,28 +218,9 @@ def ground(
 ) -> np.ndarray:
     """Spans of N questions by one rule: weights `(N, T)`, timestamps `(N, T)` or shared `(T,)` -> `(N, 2)`.
 
-    The pre-hoc rule always reads `weights`. The post-hoc rule (alone or inside `merged`) reads
-    `posthoc_weights` when given: CRA grounds pre-hoc on its Gaussian-smoothed keyframe
-    probabilities and post-hoc on the answer's frame attention.
+    See `ground_rules` for which weights each rule reads.
     """
-    if rule not in RULES:
-        raise ValueError(f"unknown grounding rule {rule!r}; expected one of {RULES}")
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 2:
-        raise ValueError(f"weights must be (N, T), got shape {weights.shape}")
-    timestamps = np.broadcast_to(np.asarray(timestamps, dtype=np.float64), weights.shape)
-    posthoc_weights = weights if posthoc_weights is None else np.asarray(posthoc_weights, dtype=np.float64)
-    if posthoc_weights.shape != weights.shape:
-        raise ValueError(f"posthoc_weights shape {posthoc_weights.shape} differs from weights shape {weights.shape}")
-    spans = np.empty((weights.shape[0], 2), dtype=np.float64)  # (N, 2)
-    for row in range(weights.shape[0]):
-        if rule == "prehoc":
-            spans[row] = prehoc_span(weights[row], timestamps[row])
-        elif rule == "posthoc":
-            spans[row] = posthoc_span(posthoc_weights[row], timestamps[row])
-        else:
-            spans[row] = merged_span(weights[row], timestamps[row], posthoc_weights[row])
-    return spans
+    return ground_rules(weights, timestamps, (rule,), posthoc_weights)[rule]
 
 
 def reference_spans(durations: np.ndarray, kind: Reference, seed: int = 0) -> np.ndarray:

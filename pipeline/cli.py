@@ -112,7 +112,7 @@ def score(
     qa: Annotated[Path | None, typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Score grounding (and QA) result files exactly as NExT-GQA's official evaluation."""
+    """Score grounding (and QA) result files with NExT-GQA's official metrics (pipeline/evaluation/scoring.py)."""
     from pipeline.evaluation import scoring
 
     result = scoring.score_files(gsub=gsub, ground=ground, weights=weights, frame2time=frame2time, qa=qa)

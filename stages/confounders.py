@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models.graph_nodes import GRAPH_NODES
 from pipeline.artifacts import schemas
 from pipeline.artifacts.confounders import LANGUAGE_ARTIFACT, LANGUAGE_FILE, VISUAL_ARTIFACT, VISUAL_FILE
 from pipeline.artifacts.parquet import numpy_to_fixed_list, read_metadata, read_table, write_table
@@ -209,7 +210,7 @@ def training_frame_features(visual: VisualFeatures, video_ids: set[str]) -> tupl
 
 def training_graphs(svo_path: str | Path, train_split: str) -> list[list[str]]:
     """The G node strings of every training question's graph, in GRAPH_NODES order."""
-    node_columns = [f"node_{name}" for name in schemas.GRAPH_NODES]
+    node_columns = [f"node_{name}" for name in GRAPH_NODES]
     table = read_table(svo_path, schemas.SVO_GRAPHS, columns=["split", *node_columns])
     table = table.filter(pc.equal(table.column("split"), train_split))
     columns = [table.column(name).to_pylist() for name in node_columns]
@@ -217,7 +218,7 @@ def training_graphs(svo_path: str | Path, train_split: str) -> list[list[str]]:
 
 
 def node_max_lens(question_max_len: int, answer_max_len: int) -> list[int]:
-    return [answer_max_len if name in ANSWER_NODES else question_max_len for name in schemas.GRAPH_NODES]
+    return [answer_max_len if name in ANSWER_NODES else question_max_len for name in GRAPH_NODES]
 
 
 def build_language_dictionary(encoder: TextEncoder, graphs: Sequence[Sequence[str]], params: Params) -> Dictionary:
@@ -271,7 +272,7 @@ def run(params: Params) -> None:
         "pooling": POOLING,
         "question_max_len": text.question_max_len,
         "answer_max_len": text.answer_max_len,
-        "graph_nodes": list(schemas.GRAPH_NODES),
+        "graph_nodes": list(GRAPH_NODES),
         "node_max_lens": node_max_lens(text.question_max_len, text.answer_max_len),
         "svo_source": scalar_metadata(read_metadata(paths.svo_graphs)),
         "n_questions": len(graphs),
@@ -279,7 +280,7 @@ def run(params: Params) -> None:
         **language.stats,
     }
     write_table(
-        dictionary_table(language, "prototype", (len(schemas.GRAPH_NODES), encoder.dim)),
+        dictionary_table(language, "prototype", (len(GRAPH_NODES), encoder.dim)),
         out_dir / LANGUAGE_FILE,
         schemas.language_dictionary(encoder.dim),
         language_meta,

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from models.graph_nodes import GRAPH_NODES
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import read_table, write_table
 from pipeline.config import Params
@@ -82,7 +83,7 @@ def qa_graphs(table: pa.Table, graphs: dict[str, SemanticGraph]) -> list[QAGraph
 def graphs_table(table: pa.Table, graphs: list[QAGraph]) -> pa.Table:
     """The artifact's columns: the QA keys, the 8 `node_*` strings and the triples."""
     columns: dict[str, Any] = {name: table.column(name) for name in ("split", "qid", "video_id")}
-    for name in schemas.GRAPH_NODES:
+    for name in GRAPH_NODES:
         columns[f"node_{name}"] = pa.array([getattr(g, name) for g in graphs], pa.string())
     triples = [[{"subject": t.subject, "verb": t.verb, "object": t.object} for t in g.triples] for g in graphs]
     columns["triples"] = pa.array(triples, pa.list_(schemas.TRIPLE))

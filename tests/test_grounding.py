@@ -9,6 +9,7 @@ import pytest
 
 from models.grounding import (
     ground,
+    is_span,
     merge_spans,
     merged_span,
     posthoc_frames,
@@ -211,6 +212,29 @@ def test_merge_is_the_intersection_or_else_the_posthoc_span():
     assert merge_spans((0.0, 5.0), (5.0, 9.0)) == (5.0, 5.0)  # touching: zero-length
     assert merge_spans((0.0, 2.0), (5.0, 9.0)) == (5.0, 9.0)
     assert merge_spans((10.0, 12.0), (5.0, 9.0)) == (5.0, 9.0)
+    with pytest.raises(ValueError, match="not a span"):
+        merge_spans((8.0, 2.0), (5.0, 9.0))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ([1.0, 2.0], True),
+        ((3, 3), True),  # zero-length
+        (np.array([0.5, 7.0]), True),
+        ([2.0, 1.0], False),  # reversed
+        ([1.0], False),
+        ([1.0, 2.0, 3.0], False),
+        ([0.0, float("inf")], False),
+        ([0.0, float("nan")], False),
+        ([True, 2.0], False),
+        (["1", "2"], False),
+        ("12", False),
+        (None, False),
+    ],
+)
+def test_is_span(value, expected):
+    assert is_span(value) is expected
 
 
 def test_merged_falls_back_to_posthoc_when_the_rules_disagree():

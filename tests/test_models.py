@@ -15,7 +15,8 @@ from safetensors.torch import load_file, save_file
 from models.backbone import BackboneConfig
 from models.cma import CMAConfig, info_nce
 from models.cra import CRA, CRABatch, CRAConfig
-from models.eci import GRAPH_NODES, ECIConfig, LanguageDictionary, VisualDictionary, graph_adjacency
+from models.eci import ECIConfig, LanguageDictionary, VisualDictionary, graph_adjacency
+from models.graph_nodes import GRAPH_NODES
 from models.gsg import GSGConfig, gaussian_kernel, smooth_frame_weights
 from models.losses import compute_losses
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 from stanza.models.common.doc import Document
 
+from models.graph_nodes import GRAPH_NODES
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import read_metadata, read_table, write_table
 from pipeline.config import ConfigError, Params, PathsConfig, SVOConfig, build
@@ -246,7 +247,7 @@ def test_build_qa_graph_orders_the_eight_nodes():
     question = graph_from_tokens([tokens(WHY_PICK_UP)])
     answer = graph_from_tokens([tokens([("unwrap", "unwrap", "VERB", 0, "root"), ("it", "it", "PRON", 1, "obj")])])
     graph = build_qa_graph("why did the boy  pick up the ball ", "CW", " unwrap it", question, answer)
-    assert tuple(graph.nodes()) == schemas.GRAPH_NODES
+    assert tuple(graph.nodes()) == GRAPH_NODES
     assert list(graph.nodes().values()) == [
         "why did the boy pick up the ball",
         "CW",
@@ -466,7 +467,7 @@ def test_stage_writes_one_graph_per_qa(tmp_path, monkeypatch, spacy_parser):
         ("test", "v4", "3"),
     ]
     first = rows[0]
-    assert [first[f"node_{n}"] for n in schemas.GRAPH_NODES] == [
+    assert [first[f"node_{n}"] for n in GRAPH_NODES] == [
         "why did the boy pick up the ball",
         "CW",
         "boy",

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.graph_nodes import GRAPH_NODES
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import ArtifactError, fixed_list_to_numpy, read_metadata, read_table, require_metadata
 
@@ -68,7 +69,7 @@ def _read_dictionary(
     if column == "centroid":
         schema, shape = schemas.visual_dictionary(dim), (dim,)
     else:
-        schema, shape = schemas.language_dictionary(dim), (len(schemas.GRAPH_NODES), dim)
+        schema, shape = schemas.language_dictionary(dim), (len(GRAPH_NODES), dim)
     table = read_table(path, schema)
     ids = table.column("cluster_id").to_numpy()
     if not np.array_equal(ids, np.arange(len(ids))) or len(ids) != meta.get("k_used"):

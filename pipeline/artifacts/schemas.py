@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from models.graph_nodes import GRAPH_NODES  # noqa: F401  (re-exported: the SVO table's node columns)
+from models.graph_nodes import GRAPH_NODES
 
 SCHEMA_VERSION = 1
 

@@ -1,7 +1,7 @@
 """CRA's semantic structure graphs: the subject-verb-object structure of questions and answers.
 
 CRA's linguistic causal intervention encodes, for every QA pair, a graph of 8 nodes
-(`schemas.GRAPH_NODES`): the question, its type, the question's subject(s), verb(s) and object(s),
+(`models.graph_nodes.GRAPH_NODES`): the question, its type, the question's subject(s), verb(s) and object(s),
 the right answer, and the answer's verb(s) and object(s). This module builds them from a
 dependency parse in Universal Dependencies terms. Both parsers (`pipeline.encoders.dependency_parsers`:
 Stanza, the paper's, or spaCy, the offline default) feed ONE conversion, this module's:
@@ -56,7 +56,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 
-from pipeline.artifacts.schemas import GRAPH_NODES
+from models.graph_nodes import GRAPH_NODES
 
 WH_WORDS = frozenset({"what", "who", "whom", "whose", "which", "where", "when", "why", "how", "whatever", "whoever"})
 RELATIVE_PRONOUNS = frozenset({"who", "whom", "whose", "which", "that"})
@@ -112,7 +112,7 @@ class SemanticGraph:
 
 @dataclass(frozen=True)
 class QAGraph:
-    """CRA's 8-node graph of one QA pair; the first 8 fields are `schemas.GRAPH_NODES`, in order."""
+    """CRA's 8-node graph of one QA pair; the first 8 fields are `GRAPH_NODES`, in order."""
 
     question: str
     question_type: str

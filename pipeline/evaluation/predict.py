@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from models.cra import CRA
-from models.grounding import ground, reference_spans
+from models.grounding import ground_rules, reference_spans
 from pipeline.evaluation.scoring import score
 from pipeline.training.batches import FeatureBank, SplitQuestions, batch_indices, make_batch
 
@@ -51,13 +51,15 @@ def predict(
 
 
 def rule_spans(predictions: SplitPredictions, rules: Sequence[str]) -> dict[str, np.ndarray]:
-    """`{rule: (N, 2)}` spans in seconds. Pre-hoc reads the smoothed weights, post-hoc the attention (as CRA's code)."""
-    return {
-        rule: ground(
-            predictions.frame_weights, predictions.timestamps, rule, posthoc_weights=predictions.frame_attention
-        )
-        for rule in rules
-    }
+    """`{rule: (N, 2)}` spans in seconds; each question's pre-hoc and post-hoc spans are computed once.
+
+    Pre-hoc reads `frame_weights` (GSG-smoothed for CRA); post-hoc, alone and inside `merged`, reads
+    `frame_attention`, the question-frame attention before smoothing (for TempCLIP the two are equal).
+    This departs from CRA-GQA's code, which feeds its smoothed keyframe probabilities to both rules
+    (`fatt` is `time_param["key"]` in `modules/m_cra/refine.py`); `ground_rules(frame_weights, ...)`
+    without `posthoc_weights` would do that.
+    """
+    return ground_rules(predictions.frame_weights, predictions.timestamps, rules, predictions.frame_attention)
 
 
 def _durations(questions: SplitQuestions, predictions: SplitPredictions) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from models.grounding import posthoc_span
+from models.grounding import is_span, posthoc_span
 from pipeline.artifacts.schemas import official_key
 from pipeline.errors import PipelineError
 
@@ -227,10 +227,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_span(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(map(_is_number, value)) and value[0] <= value[1]
-
-
 def read_gsub(path: str | Path) -> dict[str, Any]:
     """Grounding labels `{video_id: {"duration": s, "location": {qid: [[start_s, end_s], ...]}}}`."""
     path = Path(path)
@@ -241,7 +237,7 @@ def read_gsub(path: str | Path) -> dict[str, Any]:
         if not isinstance(location, dict):
             raise ScoringError(f"{path}: video '{video_id}' has no `location` object; expected {expected}")
         for qid, segments in location.items():
-            if not (isinstance(segments, list) and all(_is_span(segment) for segment in segments)):
+            if not (isinstance(segments, list) and all(is_span(segment) for segment in segments)):
                 raise ScoringError(
                     f"{path}: question '{official_key(video_id, qid)}' has segments {segments!r}; "
                     "expected a list of [start_s, end_s] with start_s <= end_s"
@@ -254,7 +250,7 @@ def read_spans(path: str | Path) -> dict[str, Span]:
     path = Path(path)
     spans = _require_mapping(_load_json(path, "predicted spans"), path, '{"<video_id>_<qid>": [start_s, end_s]}')
     for key, span in spans.items():
-        if not _is_span(span):
+        if not (isinstance(span, list) and is_span(span)):
             raise ScoringError(f"{path}: '{key}' has {span!r}; expected [start_s, end_s], finite, start_s <= end_s")
     return {key: (float(span[0]), float(span[1])) for key, span in spans.items()}
 
