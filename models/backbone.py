@@ -110,7 +110,9 @@ class QuestionFrameAttention(nn.Module):
         self.score = nn.Sequential(
             nn.Linear(d_model, d_model // 2),
             nn.GELU(),
-            nn.Linear(d_model // 2, 1),
+            # No bias: it would shift every frame's logit equally, so the softmax over frames ignores it
+            # and its gradient is exactly zero (it could never learn).
+            nn.Linear(d_model // 2, 1, bias=False),
         )
 
     def forward(self, frames: Tensor, question: Tensor, mask: Tensor | None) -> Tensor:

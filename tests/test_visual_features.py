@@ -216,8 +216,10 @@ def test_stage_writes_expected_rows_shapes_and_metadata(tmp_path, videos):
     np.testing.assert_array_equal(timestamps, np.array([r["timestamps"] for r in ok_rows]))
     table = pq.read_table(params.paths.visual_features)
     assert table.column("frame_indices").to_pylist() == [r["frame_indices"] for r in ok_rows]
-    # vid2 samples frame 3 twice: both slots hold the same frame, hence the same features.
-    np.testing.assert_array_equal(features[2, 1], features[2, 2])
+    # vid2 samples frame 3 twice: both slots hold the same frame, hence the same features up to rounding
+    # (the two copies sit at different batch positions, and batched matmuls are not bit-identical across
+    # positions on every CPU, e.g. with AVX-512 kernels).
+    np.testing.assert_allclose(features[2, 1], features[2, 2], rtol=1e-5, atol=1e-6)
     assert not np.allclose(features[0, 0], features[0, 3])
     assert metadata["model"] == TINY_MODEL and metadata["pretrained"] == "none" and metadata["random_init"] is True
     assert metadata["num_frames"] == T and metadata["dim"] == 32 and metadata["dtype"] == "float32"
@@ -341,6 +343,8 @@ def test_all_videos_failing_is_an_error_and_writes_nothing(tmp_path):
 def test_two_runs_give_identical_features(tmp_path, videos):
     _, first = run_stage(tmp_path / "a", videos["manifest"])
     _, second = run_stage(tmp_path / "b", videos["manifest"], num_workers=1)
+    # Same frames in the same encoder batches (decode workers change who decodes, not the batches):
+    # bit-identical is what the stage promises here.
     np.testing.assert_array_equal(first.features, second.features)
 
 
