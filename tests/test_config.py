@@ -67,13 +67,47 @@ def test_synthetic_dataset_reads_the_generated_folder(tmp_path: Path):
         load_params(REPO_ROOT / "params.yaml", ["data.annotation_dir=elsewhere"])
 
 
-def test_paper_preset_loads_strictly_with_the_published_hyperparameters():
+# WissingChen/CRA-GQA config/CRA/CRA_NextGQA.yml, transcribed: (our key, official key, official value).
+OFFICIAL_CRA_NEXTGQA = [
+    ("decode.num_frames", "dataset.max_feats", 32),
+    ("features.text.question_max_len", "dataset.qmax_words", 30),
+    ("features.text.answer_max_len", "dataset.amax_words", 38),
+    ("model.d_model", "model.d_model", 768),
+    ("model.layers", "model.num_layers", 2),
+    ("model.heads", "model.num_heads", 8),
+    ("model.dropout", "model.dropout", 0.3),
+    ("train.optimizer", "optim.optimizer", "adam"),  # `Adam`
+    ("train.amsgrad", "optim.amsgrad", True),
+    ("train.lr", "optim.lr", 1e-5),
+    ("train.weight_decay", "optim.weight_decay", 0.0),
+    ("train.grad_clip", "optim.clip", 12.0),
+    ("train.epochs", "optim.epochs", 30),
+    ("train.batch_size", "dataset.batch_size", 64),
+    ("train.qa_weight", "optim.loss.ce.vqa", 1.0),
+    ("train.question_discrimination_weight", "optim.loss.ce.vq", 1.0),
+    ("cma.weight", "optim.loss.align.g", 0.5),
+    ("gsg.kernel_size", "AdaptiveGaussianFilter(kernel_size=5)", 5),
+    ("gsg.sigma_init", "AdaptiveGaussianFilter(initial_sigma=1.0)", 1.0),
+    ("train.seed", "misc.seed", 2024),
+]
+
+
+@pytest.mark.parametrize(
+    "key, official_key, official", OFFICIAL_CRA_NEXTGQA, ids=[k for k, _, _ in OFFICIAL_CRA_NEXTGQA]
+)
+def test_paper_preset_matches_the_official_configuration(key, official_key, official):
+    value = load_params(REPO_ROOT / "configs" / "paper.yaml")
+    for part in key.split("."):
+        value = getattr(value, part)
+    assert value == official, f"{key} = {value!r}, official {official_key} = {official!r}"
+
+
+def test_paper_preset_loads_strictly_with_the_published_setting():
     paper = load_params(REPO_ROOT / "configs" / "paper.yaml")
-    assert paper.decode.num_frames == 32
     assert (paper.features.visual.model, paper.features.visual.pretrained) == ("ViT-L-14", "openai")
-    assert paper.model.d_model == 768 and paper.model.dropout == 0.3
-    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (1e-5, 64, 30)
-    assert paper.data.dataset == "nextgqa" and paper.svo.parser == "stanza"
+    assert paper.features.text.model == "roberta-base" and paper.svo.parser == "stanza"
+    assert paper.data.dataset == "nextgqa" and paper.model.variant == "cra"
     # Only the documented settings differ from the default params.
     default = load_params(REPO_ROOT / "params.yaml")
     assert paper.gsg == default.gsg and paper.cma == default.cma and paper.eci == default.eci
+    assert paper.train.warmup_epochs == default.train.warmup_epochs and paper.eval == default.eval

@@ -47,6 +47,16 @@ def make_batch(seed: int = 0, batch: int = B, options: int = A, with_answer: boo
     )
 
 
+def slice_batch(batch: CRABatch, rows: list[int]) -> CRABatch:
+    """The questions `rows` of a batch, as a batch of their own."""
+    return CRABatch(
+        **{
+            f.name: None if getattr(batch, f.name) is None else getattr(batch, f.name)[rows]
+            for f in dataclasses.fields(batch)
+        }
+    )
+
+
 def make_dictionaries(seed: int = 0) -> tuple[VisualDictionary, LanguageDictionary]:
     g = torch.Generator().manual_seed(100 + seed)
     visual = VisualDictionary(torch.randn(KV, DV, generator=g), torch.rand(KV, generator=g) + 0.1)
@@ -126,10 +136,38 @@ def test_info_nce_of_aligned_one_hot_pairs_matches_hand_computed_value():
     assert info_nce(a, b, 0.07).item() == pytest.approx(info_nce(b, a, 0.07).item(), abs=1e-5)
 
 
-def test_graph_adjacency_is_symmetric_with_self_loops():
+# The semantic graph's 11 undirected edges, written out independently of models/eci.py's GRAPH_EDGES.
+EXPECTED_EDGES = {
+    frozenset(edge)
+    for edge in [
+        ("question", "question_type"),
+        ("question", "subject"),
+        ("question", "verbs"),
+        ("question", "objects"),
+        ("question", "answer"),
+        ("subject", "verbs"),
+        ("verbs", "objects"),
+        ("question_type", "answer"),
+        ("answer", "answer_verbs"),
+        ("answer", "answer_objects"),
+        ("answer_verbs", "answer_objects"),
+    ]
+}
+
+
+def test_graph_adjacency_has_exactly_the_semantic_edges_and_gcn_normalisation():
     adjacency = graph_adjacency()
-    torch.testing.assert_close(adjacency, adjacency.T)
-    assert (adjacency.diagonal() > 0).all()  # self-loops keep each node's own embedding
+    assert adjacency.shape == (len(GRAPH_NODES), len(GRAPH_NODES))
+    edges = {frozenset((GRAPH_NODES[i], GRAPH_NODES[j])) for i, j in torch.nonzero(adjacency).tolist() if i != j}
+    assert edges == EXPECTED_EDGES
+    # D^-1/2 (A + I) D^-1/2, degrees counting the self-loop: question 6, verbs 4, answer 5, the others 3.
+    degree = {"question": 6, "question_type": 3, "subject": 3, "verbs": 4, "objects": 3, "answer": 5}
+    degree |= {"answer_verbs": 3, "answer_objects": 3}
+    index = {name: i for i, name in enumerate(GRAPH_NODES)}
+    for name, d in degree.items():
+        assert adjacency[index[name], index[name]].item() == pytest.approx(1 / d)
+    for a, b in (("question", "answer"), ("verbs", "objects"), ("answer_verbs", "answer_objects")):
+        assert adjacency[index[a], index[b]].item() == pytest.approx(1 / math.sqrt(degree[a] * degree[b]))
 
 
 # --- the composed model -------------------------------------------------------------------------
@@ -205,14 +243,88 @@ def test_frame_attention_has_no_bias_before_its_softmax():
     assert last_layers and all(name.endswith(".weight") for name in last_layers), last_layers
 
 
+EVAL_OUTPUTS = ("option_logits", "frame_weights", "frame_attention", "grounded_video", "qa_feature")
+
+
 def test_eval_forward_is_deterministic_for_a_seed():
     batch = make_batch()
     first = run_eval(build(seed=3, dropout=0.1), batch)
     second = run_eval(build(seed=3, dropout=0.1), batch)
-    for name in ("option_logits", "frame_weights", "grounded_video", "question_logits"):
+    for name in (*EVAL_OUTPUTS, "question_logits"):
         assert torch.equal(getattr(first, name), getattr(second, name)), name
     other_seed = run_eval(build(seed=4, dropout=0.1), batch)
     assert not torch.equal(first.option_logits, other_seed.option_logits)
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_eval_outputs_do_not_depend_on_the_global_rng(variant):
+    # Dropout left on at evaluation would make these differ: the global RNG state feeds its masks.
+    model = build(variant=variant, dropout=0.5)
+    batch = make_batch()
+    torch.manual_seed(11)
+    first = run_eval(model, batch)
+    torch.manual_seed(12)
+    second = run_eval(model, batch)
+    for name in EVAL_OUTPUTS:
+        assert torch.equal(getattr(first, name), getattr(second, name)), name
+    # Control: in training mode the same two RNG states do change the outputs.
+    model.train()
+    with torch.no_grad():
+        torch.manual_seed(11)
+        noisy_first = model(batch).option_logits
+        torch.manual_seed(12)
+        noisy_second = model(batch).option_logits
+    assert not torch.allclose(noisy_first, noisy_second)
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_permuting_the_options_permutes_the_answer_logits(variant):
+    model = build(variant=variant)
+    batch = make_batch(with_answer=False)
+    order = torch.tensor([3, 0, 4, 1, 2])  # option j of the permuted batch is option order[j]
+    permuted = dataclasses.replace(
+        batch,
+        option_tokens=batch.option_tokens[:, order],
+        option_mask=batch.option_mask[:, order],
+        qa_pooled=batch.qa_pooled[:, order],
+    )
+    out, out_permuted = run_eval(model, batch), run_eval(model, permuted)
+    torch.testing.assert_close(out_permuted.option_logits, out.option_logits[:, order], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out_permuted.frame_weights, out.frame_weights, rtol=1e-5, atol=1e-6)
+    assert torch.equal(order[out_permuted.prediction], out.prediction)
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_eval_outputs_do_not_depend_on_batch_composition(variant):
+    model = build(variant=variant)
+    batch = make_batch(batch=B, with_answer=False)
+    together = run_eval(model, batch)
+    for i in range(B):
+        alone = run_eval(model, slice_batch(batch, [i]))
+        for name in EVAL_OUTPUTS:
+            torch.testing.assert_close(
+                getattr(alone, name)[0], getattr(together, name)[i], rtol=1e-5, atol=1e-6, msg=f"{name}, row {i}"
+            )
+    # And in another order, with another neighbour.
+    reordered = run_eval(model, slice_batch(batch, [2, 0]))
+    torch.testing.assert_close(reordered.option_logits, together.option_logits[[2, 0]], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_padded_frames_do_not_affect_the_outputs(variant):
+    model = build(variant=variant)
+    batch = make_batch(with_answer=False)
+    padded = ~batch.video_mask
+    assert padded.any()
+    video = batch.video.clone()
+    video[padded] = 100.0 * torch.randn(int(padded.sum()), DV, generator=torch.Generator().manual_seed(5))
+    out, out_changed = run_eval(model, batch), run_eval(model, dataclasses.replace(batch, video=video))
+    for name in EVAL_OUTPUTS:
+        torch.testing.assert_close(getattr(out_changed, name), getattr(out, name), rtol=1e-5, atol=1e-6, msg=name)
+    # Control: changing a real frame does change them.
+    video[0, 0] += 1.0
+    moved = run_eval(model, dataclasses.replace(batch, video=video))
+    assert not torch.allclose(moved.option_logits[0], out.option_logits[0])
 
 
 def test_smoothing_switch():
