@@ -243,21 +243,16 @@ def test_malformed_trees_do_not_crash():
     assert graph_from_tokens(bare) == SemanticGraph()
 
 
+# The 8 nodes of "why did the boy pick up the ball" (CW) answered "unwrap it", in GRAPH_NODES order.
+PICK_UP_UNWRAP_NODES = ["why did the boy pick up the ball", "CW", "boy", "pick up", "ball", "unwrap it", "unwrap", "it"]
+
+
 def test_build_qa_graph_orders_the_eight_nodes():
     question = graph_from_tokens([tokens(WHY_PICK_UP)])
     answer = graph_from_tokens([tokens([("unwrap", "unwrap", "VERB", 0, "root"), ("it", "it", "PRON", 1, "obj")])])
     graph = build_qa_graph("why did the boy  pick up the ball ", "CW", " unwrap it", question, answer)
     assert tuple(graph.nodes()) == GRAPH_NODES
-    assert list(graph.nodes().values()) == [
-        "why did the boy pick up the ball",
-        "CW",
-        "boy",
-        "pick up",
-        "ball",
-        "unwrap it",
-        "unwrap",
-        "it",
-    ]
+    assert list(graph.nodes().values()) == PICK_UP_UNWRAP_NODES
     assert graph.triples == (Triple("boy", "pick up", "ball"), Triple("", "unwrap", "it"))
 
 
@@ -467,16 +462,7 @@ def test_stage_writes_one_graph_per_qa(tmp_path, monkeypatch, spacy_parser):
         ("test", "v4", "3"),
     ]
     first = rows[0]
-    assert [first[f"node_{n}"] for n in GRAPH_NODES] == [
-        "why did the boy pick up the ball",
-        "CW",
-        "boy",
-        "pick up",
-        "ball",
-        "unwrap it",
-        "unwrap",
-        "it",
-    ]
+    assert [first[f"node_{n}"] for n in GRAPH_NODES] == PICK_UP_UNWRAP_NODES
     assert first["triples"] == [
         {"subject": "boy", "verb": "pick up", "object": "ball"},
         {"subject": "", "verb": "unwrap", "object": "it"},
