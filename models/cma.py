@@ -21,7 +21,7 @@ from torch.nn import functional as F
 class CMAConfig:
     enabled: bool = True
     temperature: float = 0.07
-    weight: float = 0.5
+    weight: float = 0.1
 
     def validate(self, key: str) -> None:
         if self.temperature <= 0:

@@ -1,18 +1,31 @@
 """The composed CRA model (Cross-modal Causal Relation Alignment, CVPR 2025) and its Temp[CLIP] baseline.
 
-Shape notation: B batch, T frames, Lq question tokens, A options, La option tokens, Dv frame-feature width,
-Dt text-feature width, D model width, Kv visual clusters, Kl language clusters, G = 8 graph nodes.
+Shape notation: B batch, T frames, Lq question tokens, A options, La option tokens, C question choices
+(the true question + sampled negatives), Dv frame-feature width, Dt text-feature width, D model width,
+Kv visual clusters, Kl language clusters, G = 8 graph nodes.
 
-Forward pass (variant `cra`):
-  backbone      frames (B, T, D) read the question; question (B, D); candidates (B, A, D)
-  GSG           question-frame attention (B, T) -> Gaussian smoothing -> weights (B, T) -> pooled (B, D)
-  video head    grounded video (B, D); ECI front-door on it when `eci.visual`
+Forward pass (variant `cra`), following the official data flow (WissingChen/CRA-GQA, `models/cra.py`
+`refine_forward` and `modules/m_cra/refine.py` `Decoder.forward`):
+  backbone      frames (B, T, D) from the frames alone; candidates (B, A, D), one per "<question> <option>"
+  query         the question (B, D) (`model.grounding_query: max_qa`: the element-wise max over the pooled
+                QA texts, the official VQA-mode `qsn_g`)
+  GSG           query-frame attention (B, T) -> Gaussian smoothing -> weights (B, T) -> pooled (B, D)
+  video head    grounded video (B, D); ECI front-door on it when `eci.visual` (mediator: the grounded video)
   ECI back-door candidates (B, A, D) deconfounded when `eci.linguistic`
   scoring       option_logits (B, A) = scale * cos(grounded video, candidate)
-                question_logits (B, B) = scale * cos(grounded video_i, question_j)
-  CMA           InfoNCE(grounded video, true QA candidate) when `cma.enabled`
-Variant `tempclip` has no GSG, ECI or CMA: it pools the frames with the plain question-frame attention,
-which is also what it grounds with.
+Training-only terms (computed only when the batch carries `question_choices`, i.e. in training):
+  VQ            a second grounding pass on the *true question* (the official VQ mode): its grounded
+                video scores the C question choices (true first, then sampled negatives, a share of them
+                from the same video), question_logits (B, C); the target is choice 0
+  CMA           InfoNCE(grounded video, true QA candidate) over the batch when `cma.enabled`
+Variant `tempclip` has no Gaussian smoothing, ECI or CMA: it pools (and grounds) with the plain
+query-frame attention; it keeps the VQ pass, as the official TempCLIP pipeline (`vq` loss) does.
+
+Where we differ from the official code on purpose (each module's docstring says more): answers are
+scored by a scaled cosine (official: a dot product); a candidate adds its option tokens' mean to the
+pooled "<question> <option>" feature; the GSG attention fuses frame and query by an element-wise
+product (official: a scalar gate that LayerNorm then mostly cancels); the smoothed weights are
+renormalised by their sum (official: a softmax, which flattens them); the front-door reads no frames.
 """
 
 from __future__ import annotations
@@ -108,10 +121,23 @@ class CRABatch:
     option_mask: Tensor  # (B, A, La) bool
     qa_pooled: Tensor  # (B, A, Dt) pooled "<question> <option>" for each option
     answer: Tensor | None = None  # (B,) long, index of the right option; None at inference
+    # Training only (None at evaluation):
+    question_choices: Tensor | None = None  # (B, C, Dt) pooled questions: the true one first, then negatives
+    frame_labels: Tensor | None = None  # (B, T) 1.0 on ground-truth frames (grounding supervision)
+    supervise_grounding: Tensor | None = None  # (B,) bool: which rows' frame_labels supervise the weights
 
     def __post_init__(self) -> None:
-        for name in ("video", "question_tokens", "question_pooled", "option_tokens", "qa_pooled"):
-            setattr(self, name, _as_float(getattr(self, name)))
+        for name in (
+            "video",
+            "question_tokens",
+            "question_pooled",
+            "option_tokens",
+            "qa_pooled",
+            "question_choices",
+            "frame_labels",
+        ):
+            if getattr(self, name) is not None:
+                setattr(self, name, _as_float(getattr(self, name)))
         for name in ("video_mask", "question_mask", "option_mask"):
             setattr(self, name, _as_bool(getattr(self, name)))
         B, T, _ = self.video.shape
@@ -128,6 +154,12 @@ class CRABatch:
         }
         if self.answer is not None:
             expected["answer"] = (B,)
+        if self.question_choices is not None:
+            expected["question_choices"] = (B, self.question_choices.shape[1], Dt)
+        if self.frame_labels is not None:
+            expected["frame_labels"] = (B, T)
+        if self.supervise_grounding is not None:
+            expected["supervise_grounding"] = (B,)
         for name, shape in expected.items():
             actual = tuple(getattr(self, name).shape)
             if actual != shape:
@@ -144,16 +176,15 @@ class CRABatch:
 
 @dataclass
 class CRAOutput:
-    """What one forward pass returns. Optional fields are None when their component is off."""
+    """What one forward pass returns. Optional fields are None when their component is off or, for the
+    training-only terms, when the batch has no `question_choices` (evaluation)."""
 
     option_logits: Tensor  # (B, A) answer scores
-    frame_weights: Tensor  # (B, T) the weights used for grounding (after smoothing), rows sum to 1, 0 on padding
-    frame_attention: Tensor  # (B, T) question-frame attention before smoothing (== frame_weights without it)
+    frame_weights: Tensor  # (B, T) the weights used to pool and to ground (after smoothing), rows sum to 1
+    frame_attention: Tensor  # (B, T) query-frame attention before smoothing (== frame_weights without it)
     grounded_video: Tensor  # (B, D) grounded video feature (after the front-door intervention when on)
-    qa_feature: Tensor  # (B, D) the true answer's candidate feature when `answer` is given, else the predicted one's
-    question_logits: Tensor  # (B, B) grounded video i vs. pooled question j (question discrimination)
-    question_targets: Tensor  # (B, B) target distribution of row i: uniform over the batch's copies of question i
-    alignment_loss: Tensor | None = None  # () CMA InfoNCE; None without CMA or without `answer`
+    question_logits: Tensor | None = None  # (B, C) VQ pass: video grounded on the true question vs choices
+    alignment_loss: Tensor | None = None  # () CMA InfoNCE; training only
     sigma: Tensor | None = None  # () the Gaussian's current sigma in frames; None without smoothing
     visual_intervention_weights: Tensor | None = None  # (B, Kv) P(z | grounded segment) over the visual dictionary
     linguistic_intervention_weights: Tensor | None = None  # (B, A, Kl) P(z | candidate) over the graph dictionary
@@ -187,6 +218,8 @@ class CRA(nn.Module):
         # TempCLIP's projection of the pooled video before scoring.
         self.video_head = nn.Sequential(nn.Dropout(config.model.dropout), nn.Linear(D, D))
         self.apply(init_weights)
+        if self.eci is not None:
+            self.eci.reset_residuals()
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
 
     @classmethod
@@ -250,6 +283,35 @@ class CRA(nn.Module):
             if width != expected:
                 raise ValueError(f"CRABatch.{name} is {width}-d but the model was built for {expected}-d features")
 
+    def _ground(
+        self, frames: Tensor, query: Tensor, mask: Tensor, fixed_weights: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Ground and pool: frames (B, T, D), query (B, D) -> attention (B, T), weights (B, T), video (B, D),
+        front-door weights (B, Kv) or None. The only path from the frames to the answer.
+
+        `fixed_weights` (B, T) replace the learnt grounding (the ground-truth pooling control)."""
+        if fixed_weights is not None:
+            attention = weights = fixed_weights
+            pooled = pool_frames(frames, weights)
+        elif self.gsg is not None:
+            grounding = self.gsg(frames, query, mask)
+            attention, weights, pooled = grounding.attention, grounding.weights, grounding.pooled
+        else:  # tempclip: ground and pool with the plain query-frame attention
+            attention = self.question_frame_attention(frames, query, mask)
+            weights, pooled = attention, pool_frames(frames, attention)
+        video = self.video_head(pooled)  # (B, D)
+        visual_weights = None
+        if self.eci is not None and self.eci.visual is not None:
+            visual = self.eci.visual(video, self.backbone.standardize)
+            video, visual_weights = visual.feature, visual.weights
+        return attention, weights, video, visual_weights
+
+    def _ground_truth_weights(self, batch: CRABatch) -> Tensor:
+        if batch.frame_labels is None:
+            raise ValueError("model.ground_truth_pooling needs batches with frame_labels (the ground-truth frames)")
+        labels = batch.frame_labels * batch.video_mask
+        return labels / labels.sum(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, T)
+
     def forward(self, batch: CRABatch) -> CRAOutput:
         self._check_widths(batch)
         B, T, Dv = batch.video.shape
@@ -263,47 +325,42 @@ class CRA(nn.Module):
             batch.option_mask,
             batch.qa_pooled,
         )
-        if self.gsg is not None:
-            grounding = self.gsg(encoded.frames, encoded.question, batch.video_mask)
-            frame_attention, frame_weights, pooled = grounding.attention, grounding.weights, grounding.pooled
-        else:  # tempclip: ground and pool with the plain question-frame attention
-            frame_attention = self.question_frame_attention(encoded.frames, encoded.question, batch.video_mask)
-            frame_weights, pooled = frame_attention, pool_frames(encoded.frames, frame_attention)
-        grounded_video = self.video_head(pooled)  # (B, D)
-
         candidates = encoded.candidates  # (B, A, D)
-        visual_weights = linguistic_weights = None
-        if self.eci is not None and self.eci.visual is not None:
-            visual = self.eci.visual(grounded_video, encoded.frames, batch.video_mask)
-            grounded_video, visual_weights = visual.feature, visual.weights
+        if self.config.model.grounding_query == "question":
+            query = encoded.question  # (B, D)
+        else:  # "max_qa": the official VQA-mode query, the element-wise max over the pooled QA texts
+            query = self.backbone.text_in(batch.qa_pooled).max(dim=1).values  # (B, D)
+        fixed = self._ground_truth_weights(batch) if self.config.model.ground_truth_pooling else None
+        attention, weights, video, visual_weights = self._ground(encoded.frames, query, batch.video_mask, fixed)
+
+        linguistic_weights = None
         if self.eci is not None and self.eci.linguistic is not None:
             linguistic = self.eci.linguistic(candidates)
             candidates, linguistic_weights = linguistic.feature, linguistic.weights
 
         scale = self.logit_scale.clamp(max=LOGIT_SCALE_MAX).exp()
-        video_unit = F.normalize(grounded_video, dim=-1)
+        video_unit = F.normalize(video, dim=-1)
         option_logits = scale * torch.einsum("bd,bad->ba", video_unit, F.normalize(candidates, dim=-1))
-        question_logits = scale * video_unit @ F.normalize(encoded.question, dim=-1).T  # (B, B)
 
-        # The diagonal is the target, except that a question asked twice in the batch (same text, so the
-        # same pooled feature) cannot be told apart from its copy: its target is split evenly over them.
-        same_question = (batch.question_pooled[:, None, :] == batch.question_pooled[None, :, :]).all(dim=-1)
-        question_targets = same_question.float() / same_question.sum(dim=-1, keepdim=True)  # (B, B)
-
-        chosen = batch.answer if batch.answer is not None else option_logits.argmax(dim=-1)
-        qa_feature = candidates[torch.arange(B, device=candidates.device), chosen]  # (B, D)
-        alignment_loss = None
-        if self.cma is not None and batch.answer is not None:
-            alignment_loss = self.cma(grounded_video, qa_feature)
+        question_logits = alignment_loss = None
+        if batch.question_choices is not None:  # training only
+            # VQ pass: ground on the true question alone, then tell it from the sampled questions.
+            true_question = self.backbone.text_in(batch.question_choices[:, 0])  # (B, D)
+            _, _, vq_video, _ = self._ground(encoded.frames, true_question, batch.video_mask)
+            choices = self.backbone.text_in(batch.question_choices)  # (B, C, D)
+            question_logits = scale * torch.einsum(
+                "bd,bcd->bc", F.normalize(vq_video, dim=-1), F.normalize(choices, dim=-1)
+            )
+            if self.cma is not None and batch.answer is not None:
+                qa_feature = candidates[torch.arange(B, device=candidates.device), batch.answer]  # (B, D)
+                alignment_loss = self.cma(video, qa_feature)
 
         return CRAOutput(
             option_logits=option_logits,
-            frame_weights=frame_weights,
-            frame_attention=frame_attention,
-            grounded_video=grounded_video,
-            qa_feature=qa_feature,
+            frame_weights=weights,
+            frame_attention=attention,
+            grounded_video=video,
             question_logits=question_logits,
-            question_targets=question_targets,
             alignment_loss=alignment_loss,
             sigma=None if self.gsg is None else self.gsg.sigma,
             visual_intervention_weights=visual_weights,

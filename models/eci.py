@@ -13,6 +13,7 @@ The dictionaries are buffers (saved in the state_dict, never trained).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -115,11 +116,18 @@ class Intervention:
 class FrontDoorIntervention(nn.Module):
     """P(Y | do(X)) = sum_m P(m | X) sum_x' P(x') P(Y | x', m), with the grounded segment as mediator m.
 
-    The two sums are estimated with NWGM attention, as in causal attention (CATT):
-    - in-sample: the mediator attends over its own video's frames, i.e. sum_m P(m | X) m within the sample;
-    - cross-sample: the mediator attends over the visual dictionary, whose centroids stand for the values
-      x' the video could have taken, weighted by the prior P(x').
-    The two read-outs are fused and added back to the mediator (residual + LayerNorm).
+    The two sums are estimated with NWGM read-outs, as in causal attention (CATT):
+    - in-sample, sum_m P(m | X) m: the GSG-weighted pooling of the frames, i.e. the mediator this
+      module receives (it reads no frames itself, so nothing reaches the answer except through the
+      grounding weights);
+    - cross-sample, sum_x' P(x') x': the mediator attends over the visual dictionary, whose centroids
+      stand for the values x' the video could have taken, weighted by the prior P(x').
+    The read-out is fused with the mediator and added back (residual + LayerNorm).
+
+    Where the official code differs: `Decoder.forward` in WissingChen/CRA-GQA `modules/m_cra/refine.py`
+    passes `x_star` = the projected mean of *all* frames beside the grounded feature to its
+    `VisualIntervention` (whose source is not public); we keep the mediator the grounded segment
+    alone, so that the intervention cannot re-read frames the grounding left out.
     """
 
     def __init__(self, d_model: int, visual_dim: int, num_clusters: int) -> None:
@@ -129,10 +137,14 @@ class FrontDoorIntervention(nn.Module):
         self.register_buffer("prior", torch.full((num_clusters,), 1.0 / num_clusters))
         self.entry_proj = nn.Sequential(nn.Linear(visual_dim, d_model), nn.LayerNorm(d_model))
         # One head: the weights are then a single distribution over entries (the NWGM's P(z | m)).
-        self.in_sample = Attention(d_model, heads=1)
         self.cross_sample = Attention(d_model, heads=1)
         self.fuse = nn.Linear(2 * d_model, d_model)
         self.norm = nn.LayerNorm(d_model)
+
+    def reset_residual(self) -> None:
+        """Zero the read-out's output layer, so the intervention starts as the identity (up to the norm)."""
+        nn.init.zeros_(self.fuse.weight)
+        nn.init.zeros_(self.fuse.bias)
 
     def load(self, dictionary: VisualDictionary) -> None:
         if dictionary.centroids.shape != self.centroids.shape:
@@ -143,20 +155,26 @@ class FrontDoorIntervention(nn.Module):
         self.centroids.copy_(dictionary.centroids)
         self.prior.copy_(dictionary.prior)
 
-    def forward(self, mediator: Tensor, frames: Tensor, mask: Tensor | None) -> Intervention:
-        """mediator (B, D), frames (B, T, D), mask (B, T) -> Intervention((B, D), (B, Kv))."""
-        B, T, D = frames.shape
+    def forward(self, mediator: Tensor, standardize: Callable[[Tensor], Tensor] | None = None) -> Intervention:
+        """mediator (B, D), the grounded video feature -> Intervention((B, D), (B, Kv)).
+
+        `standardize` maps the raw-feature centroids as the backbone maps frames (same input space)."""
+        B, D = mediator.shape
         query = mediator[:, None, :]  # (B, 1, D)
-        in_sample = self.in_sample(query, context=frames, mask=mask)  # (B, 1, D)
-        entries = self.entry_proj(self.centroids)[None]  # (1, Kv, D), shared across the batch
+        centroids = self.centroids if standardize is None else standardize(self.centroids)
+        entries = self.entry_proj(centroids)[None]  # (1, Kv, D), shared across the batch
         log_prior = self.prior.clamp_min(1e-12).log()[None]  # (1, Kv)
         cross_sample, weights = self.cross_sample(query, context=entries, bias=log_prior, return_weights=True)
-        fused = self.fuse(torch.cat([in_sample, cross_sample], dim=-1))[:, 0]  # (B, D)
+        fused = self.fuse(torch.cat([query, cross_sample], dim=-1))[:, 0]  # (B, D)
         return Intervention(feature=self.norm(mediator + fused), weights=weights[:, 0])
 
 
 class BackDoorIntervention(nn.Module):
     """P(Y | do(Q)) = sum_z P(Y | Q, z) P(z) over the semantic-graph confounder dictionary.
+
+    The official `refine_forward` builds its `LinguisticInterventionGraph` but has the call commented out,
+    so the released code runs without a linguistic intervention; we apply it to the answer candidates, as
+    the paper describes, and `eci.linguistic: false` gives the released behaviour.
 
     Each prototype is a graph of 8 node embeddings; one graph convolution over the fixed adjacency
     (`GRAPH_EDGES`) mixes each node with its neighbours, and the G node outputs (D // G wide each) are
@@ -177,6 +195,11 @@ class BackDoorIntervention(nn.Module):
         self.graph_conv = nn.Linear(d_model, node_dim)
         self.attention = Attention(d_model, heads=1, context_dim=G * node_dim)
         self.norm = nn.LayerNorm(d_model)
+
+    def reset_residual(self) -> None:
+        """Zero the read-out's output layer, so the intervention starts as the identity (up to the norm)."""
+        nn.init.zeros_(self.attention.to_out.weight)
+        nn.init.zeros_(self.attention.to_out.bias)
 
     def load(self, dictionary: LanguageDictionary) -> None:
         if dictionary.prototypes.shape != self.prototypes.shape:
@@ -218,6 +241,13 @@ class ECI(nn.Module):
         super().__init__()
         self.visual = FrontDoorIntervention(d_model, visual_dim, visual_clusters) if config.visual else None
         self.linguistic = BackDoorIntervention(d_model, text_dim, language_clusters) if config.linguistic else None
+
+    def reset_residuals(self) -> None:
+        """Start both interventions as the identity (called after the model-wide initialisation): a
+        randomly initialised read-out added to every feature slows the start of training (measured)."""
+        for intervention in (self.visual, self.linguistic):
+            if intervention is not None:
+                intervention.reset_residual()
 
     @torch.no_grad()
     def load_dictionaries(self, visual: VisualDictionary | None, language: LanguageDictionary | None) -> None:

@@ -7,6 +7,18 @@ Why smoothing: raw cross-modal attention is spiky and picks isolated frames; the
 contiguous segment. Convolving the weights with a Gaussian spreads mass to neighbouring frames, so the
 grounded span follows the segment rather than single spurious frames. Sigma is learnt (as log-sigma, so
 it stays positive).
+
+Data flow as the official `GroundingModule` (WissingChen/CRA-GQA `modules/m_cra/grounding.py`): frames
+(after the temporal transformer, which does not read the question) and a query -> per-frame
+probabilities -> Gaussian filter -> the smoothed weights pool the frames AND are what the post-hoc and
+merged grounding rules read (`fatt = time_param["key"]` in `refine.py`). Where we differ:
+- attention: the official scores `MLP(LN(v * tanh(v . q)))`; LayerNorm removes the scalar gate's
+  magnitude, so the query acts almost only through its sign. We score `MLP(LN(W v) * LN(W' q))`
+  (`QuestionFrameAttention`), so the query can select frames;
+- renormalisation: the official applies a softmax to the smoothed probabilities, which squeezes them
+  towards uniform (their values are <= 1, so max/min <= e); we divide by the sum, which keeps the shape;
+- borders: the official zero-pads the convolution (mass lost at the ends); we renormalise the kernel at
+  the borders and around padded frames (`smooth_frame_weights`).
 """
 
 from __future__ import annotations

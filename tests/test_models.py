@@ -1,5 +1,6 @@
 """CRA model tests on tiny configs: golden values for the pure math, shapes, gradients, determinism,
-ablation switches, checkpoint round trip and a tiny overfit run."""
+the official data flow (frames reach the answer only through the grounding weights; training-only terms
+only in training), ablation switches, checkpoint round trip and a tiny overfit run."""
 
 from __future__ import annotations
 
@@ -17,16 +18,19 @@ from models.cma import CMAConfig, info_nce
 from models.cra import CRA, CRABatch, CRAConfig
 from models.eci import ECIConfig, LanguageDictionary, VisualDictionary, graph_adjacency
 from models.graph_nodes import GRAPH_NODES
-from models.gsg import GSGConfig, gaussian_kernel, smooth_frame_weights
-from models.losses import compute_losses
+from models.gsg import GroundingOutput, GSGConfig, gaussian_kernel, smooth_frame_weights
+from models.losses import compute_losses, grounding_supervision_loss
 
-B, T, A, LQ, LA = 4, 8, 5, 6, 4
+B, T, A, LQ, LA, C = 4, 8, 5, 6, 4, 3
 DV, DT, D = 12, 10, 32
 KV, KL = 7, 5
 LOSS_WEIGHTS = dict(qa_weight=1.0, question_discrimination_weight=1.0, cma_weight=0.5)
 
 
-def make_batch(seed: int = 0, batch: int = B, options: int = A, with_answer: bool = True) -> CRABatch:
+def make_batch(
+    seed: int = 0, batch: int = B, options: int = A, with_answer: bool = True, training: bool = False
+) -> CRABatch:
+    """Random inputs; `training` adds the VQ question choices (the true question first) and frame labels."""
     g = torch.Generator().manual_seed(seed)
     video_mask = torch.ones(batch, T, dtype=torch.bool)
     video_mask[0, -3:] = False  # a shorter video, padded
@@ -34,16 +38,25 @@ def make_batch(seed: int = 0, batch: int = B, options: int = A, with_answer: boo
     question_mask[1, -2:] = False
     option_mask = torch.ones(batch, options, LA, dtype=torch.bool)
     option_mask[:, :, -1] = False
+    question_pooled = torch.randn(batch, DT, generator=g)
+    choices = labels = None
+    if training:
+        choices = torch.cat([question_pooled[:, None], torch.randn(batch, C - 1, DT, generator=g)], dim=1)
+        labels = torch.zeros(batch, T)
+        labels[:, 2:4] = 1.0
     return CRABatch(
         video=torch.randn(batch, T, DV, generator=g),
         video_mask=video_mask,
         question_tokens=torch.randn(batch, LQ, DT, generator=g),
         question_mask=question_mask,
-        question_pooled=torch.randn(batch, DT, generator=g),
+        question_pooled=question_pooled,
         option_tokens=torch.randn(batch, options, LA, DT, generator=g),
         option_mask=option_mask,
         qa_pooled=torch.randn(batch, options, DT, generator=g),
         answer=torch.randint(0, options, (batch,), generator=g) if with_answer else None,
+        question_choices=choices,
+        frame_labels=labels,
+        supervise_grounding=torch.ones(batch, dtype=torch.bool) if training else None,
     )
 
 
@@ -71,9 +84,10 @@ def sections(
     visual: bool = True,
     linguistic: bool = True,
     dropout: float = 0.0,
+    **model_options,
 ) -> SimpleNamespace:
     return SimpleNamespace(
-        model=BackboneConfig(variant=variant, d_model=D, layers=1, heads=4, dropout=dropout),
+        model=BackboneConfig(variant=variant, d_model=D, layers=1, heads=4, dropout=dropout, **model_options),
         gsg=GSGConfig(kernel_size=5, sigma_init=1.0, learnable_sigma=True, smoothing=smoothing),
         cma=CMAConfig(enabled=cma, temperature=0.07, weight=0.5),
         eci=ECIConfig(visual=visual, linguistic=linguistic),
@@ -181,8 +195,10 @@ def test_output_shapes_and_frame_weights(variant, options):
     out = run_eval(model, batch)
     assert out.option_logits.shape == (B, options)
     assert out.frame_weights.shape == out.frame_attention.shape == (B, T)
-    assert out.grounded_video.shape == out.qa_feature.shape == (B, D)
-    assert out.question_logits.shape == (B, B)
+    assert out.grounded_video.shape == (B, D)
+    assert out.question_logits is None and out.alignment_loss is None  # training-only terms
+    trained = model(make_batch(options=options, training=True))
+    assert trained.question_logits.shape == (B, C)
     torch.testing.assert_close(out.frame_weights.sum(-1), torch.ones(B))
     assert out.frame_weights[0, -3:].abs().max() == 0  # padded frames get no grounding weight
     assert out.prediction.shape == (B,)
@@ -193,19 +209,19 @@ def test_output_shapes_and_frame_weights(variant, options):
         assert out.sigma.item() == pytest.approx(1.0)
 
 
-def test_qa_feature_is_the_true_answer_or_the_prediction():
-    model = build()
-    batch = make_batch()
-    with_answer = run_eval(model, batch)
-    without = run_eval(model, dataclasses.replace(batch, answer=None))
-    assert without.alignment_loss is None
-    torch.testing.assert_close(without.option_logits, with_answer.option_logits)
-    for i in range(B):
-        # qa_feature is one of the candidates' features: the answer's, or the argmax's at inference.
-        answer_row = with_answer.qa_feature[i]
-        predicted_row = without.qa_feature[i]
-        same = batch.answer[i] == without.prediction[i]
-        assert torch.equal(answer_row, predicted_row) == bool(same)
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_training_only_terms_need_question_choices_and_leave_the_answer_path_alone(variant):
+    model = build(variant=variant)
+    batch = make_batch(training=True)
+    plain = run_eval(model, dataclasses.replace(batch, question_choices=None, frame_labels=None))
+    assert plain.question_logits is None and plain.alignment_loss is None
+    with_answer_only = run_eval(model, dataclasses.replace(batch, question_choices=None))
+    assert with_answer_only.alignment_loss is None  # `answer` alone (evaluation) computes no CMA
+    training = run_eval(model, batch)
+    assert training.question_logits.shape == (B, C)
+    assert (training.alignment_loss is not None) == (variant == "cra")
+    torch.testing.assert_close(training.option_logits, plain.option_logits)
+    torch.testing.assert_close(training.frame_weights, plain.frame_weights)
 
 
 def softmax_shift_invariant(name: str) -> bool:
@@ -214,13 +230,37 @@ def softmax_shift_invariant(name: str) -> bool:
     return name.endswith(".to_k.bias")
 
 
+def move_read_outs_off_zero(model: CRA) -> list[str]:
+    """The interventions' read-out output layers start at zero (an identity start), so at step 0 nothing
+    behind them gets a gradient; after the first step they are non-zero. Set them as after that step."""
+    moved = []
+    if model.eci is not None:
+        for name, parameter in model.eci.named_parameters():
+            if name.endswith(("fuse.weight", "attention.to_out.weight")):
+                assert parameter.abs().max() == 0, name
+                torch.nn.init.normal_(parameter, std=0.02)
+                moved.append(name)
+    return moved
+
+
+def test_interventions_start_as_the_identity_up_to_their_norm():
+    model = build()
+    batch = make_batch()
+    out = run_eval(model, batch)
+    # With the read-outs at zero, the answers do not depend on the dictionaries' contents yet.
+    other = run_eval(build(visual_seed=1, language_seed=1), batch)
+    torch.testing.assert_close(out.option_logits, other.option_logits)
+    assert move_read_outs_off_zero(model)
+
+
 @pytest.mark.parametrize("variant", ["cra", "tempclip"])
 def test_gradients_reach_every_trainable_parameter(variant):
     model = build(variant=variant, dropout=0.1)
+    move_read_outs_off_zero(model)
     model.train()
-    batch = make_batch()
-    losses = compute_losses(model(batch), batch.answer, **LOSS_WEIGHTS)
-    assert {"qa", "question_discrimination", "total"} <= set(losses)
+    batch = make_batch(training=True)
+    losses = compute_losses(model(batch), batch, grounding_weight=1.0, **LOSS_WEIGHTS)
+    assert {"qa", "question_discrimination", "grounding", "total"} <= set(losses)
     losses["total"].backward()
     grads = {name: p.grad for name, p in model.named_parameters() if p.requires_grad}
     assert [name for name, grad in grads.items() if grad is None] == []
@@ -232,7 +272,7 @@ def test_gradients_reach_every_trainable_parameter(variant):
     zero = [name for name, grad in grads.items() if not softmax_shift_invariant(name) and not grad.abs().max() > 0]
     assert zero == []
     if variant == "cra":
-        assert set(losses) == {"qa", "question_discrimination", "cma", "total"}
+        assert set(losses) == {"qa", "question_discrimination", "cma", "grounding", "total"}
         assert model.gsg.log_sigma.grad.abs() > 0
 
 
@@ -243,14 +283,14 @@ def test_frame_attention_has_no_bias_before_its_softmax():
     assert last_layers and all(name.endswith(".weight") for name in last_layers), last_layers
 
 
-EVAL_OUTPUTS = ("option_logits", "frame_weights", "frame_attention", "grounded_video", "qa_feature")
+EVAL_OUTPUTS = ("option_logits", "frame_weights", "frame_attention", "grounded_video")
 
 
 def test_eval_forward_is_deterministic_for_a_seed():
     batch = make_batch()
     first = run_eval(build(seed=3, dropout=0.1), batch)
     second = run_eval(build(seed=3, dropout=0.1), batch)
-    for name in (*EVAL_OUTPUTS, "question_logits"):
+    for name in EVAL_OUTPUTS:
         assert torch.equal(getattr(first, name), getattr(second, name)), name
     other_seed = run_eval(build(seed=4, dropout=0.1), batch)
     assert not torch.equal(first.option_logits, other_seed.option_logits)
@@ -339,23 +379,26 @@ def test_smoothing_switch():
 
 
 def test_cma_switch():
-    batch = make_batch()
+    batch = make_batch(training=True)
     on = build(cma=True)
     assert on(batch).alignment_loss.item() > 0
     off = build(cma=False)
     assert not any(name.startswith("cma.") for name, _ in off.named_parameters())
     out = off(batch)
     assert out.alignment_loss is None
-    assert "cma" not in compute_losses(out, batch.answer, **LOSS_WEIGHTS)
+    assert "cma" not in compute_losses(out, batch, **LOSS_WEIGHTS)
 
 
 @pytest.mark.parametrize("component", ["visual", "linguistic"])
 def test_eci_switch_makes_output_independent_of_its_dictionary(component):
     batch = make_batch()
     other_dictionary = {"visual_seed": 1} if component == "visual" else {"language_seed": 1}
-    # Switched on, another dictionary changes the answer scores (so the check below can fail) ...
-    on_a = run_eval(build(), batch)
-    on_b = run_eval(build(**other_dictionary), batch)
+    # Switched on (read-outs moved off their zero start), another dictionary changes the answer scores ...
+    on_a, on_b = build(), build(**other_dictionary)
+    for model in (on_a, on_b):
+        torch.manual_seed(7)
+        move_read_outs_off_zero(model)
+    on_a, on_b = run_eval(on_a, batch), run_eval(on_b, batch)
     assert not torch.allclose(on_a.option_logits, on_b.option_logits)
     # ... switched off, it does not, and the intervention has no parameters or buffers.
     off_a = build(**{component: False})
@@ -390,22 +433,100 @@ def test_missing_dictionaries_raise_a_clear_error():
         )
 
 
-def test_question_discrimination_targets_the_diagonal_and_splits_over_repeated_questions():
-    model = build()
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_vq_pass_grounds_on_the_true_question_and_scores_every_choice(variant):
+    model = build(variant=variant)
+    batch = make_batch(training=True)
+    out = run_eval(model, batch)
+    # The loss is the cross-entropy with choice 0 (the true question) as the target.
+    hand = -out.question_logits.log_softmax(-1)[:, 0].mean()
+    torch.testing.assert_close(compute_losses(out, batch, **LOSS_WEIGHTS)["question_discrimination"], hand)
+    # A negative choice only changes its own column: the grounding reads the true question alone ...
+    choices = batch.question_choices.clone()
+    choices[:, 2] = torch.randn(B, DT, generator=torch.Generator().manual_seed(9))
+    other_negative = run_eval(model, dataclasses.replace(batch, question_choices=choices))
+    torch.testing.assert_close(other_negative.question_logits[:, :2], out.question_logits[:, :2])
+    assert not torch.allclose(other_negative.question_logits[:, 2], out.question_logits[:, 2])
+    # ... and the true question changes the grounded video, so every column.
+    choices = batch.question_choices.clone()
+    choices[:, 0] = torch.randn(B, DT, generator=torch.Generator().manual_seed(10))
+    other_true = run_eval(model, dataclasses.replace(batch, question_choices=choices))
+    assert not torch.allclose(other_true.question_logits[:, 1], out.question_logits[:, 1])
+
+
+def one_hot_frames(t: int, batch: int = B) -> torch.Tensor:
+    weights = torch.zeros(batch, T)
+    weights[:, t] = 1.0
+    return weights
+
+
+@pytest.mark.parametrize("variant", ["cra", "tempclip"])
+def test_frames_reach_the_answer_only_through_the_grounding_weights(variant, monkeypatch):
+    """With the weights forced to a one-hot on frame t, changing any other frame (after the temporal
+    encoder) leaves the option logits unchanged; changing frame t changes them (the control)."""
+    model = build(variant=variant, smoothing=False)
+    torch.manual_seed(3)
+    move_read_outs_off_zero(model)
+    t = 2
+    if variant == "cra":
+        monkeypatch.setattr(
+            model.gsg,
+            "forward",
+            lambda frames, query, mask: GroundingOutput(one_hot_frames(t), one_hot_frames(t), frames[:, t]),
+        )
+    else:
+        monkeypatch.setattr(model.question_frame_attention, "forward", lambda frames, query, mask: one_hot_frames(t))
+    replaced: dict[str, torch.Tensor] = {}
+
+    def edit_frames(module, inputs, output):  # the encoded frames, as the grounding reads them
+        if "frames" in replaced:
+            output.frames = replaced["frames"](output.frames)
+        return output
+
+    model.backbone.register_forward_hook(edit_frames)
+    batch = make_batch(with_answer=False)
+    base = run_eval(model, batch)
+    noise = torch.randn(B, T, D, generator=torch.Generator().manual_seed(4))
+    others = torch.ones(T, dtype=torch.bool)
+    others[t] = False
+    replaced["frames"] = lambda frames: torch.where(others[None, :, None], frames + 10 * noise, frames)
+    torch.testing.assert_close(run_eval(model, batch).option_logits, base.option_logits)
+    replaced["frames"] = lambda frames: torch.where(~others[None, :, None], frames + 10 * noise, frames)
+    assert not torch.allclose(run_eval(model, batch).option_logits, base.option_logits)
+
+
+def test_ground_truth_pooling_pools_the_labelled_frames():
+    model = build(variant="tempclip", ground_truth_pooling=True)
+    batch = make_batch(training=True)
+    out = run_eval(model, dataclasses.replace(batch, question_choices=None))
+    torch.testing.assert_close(out.frame_weights, batch.frame_labels / batch.frame_labels.sum(-1, keepdim=True))
+    with pytest.raises(ValueError, match="needs batches with frame_labels"):
+        run_eval(model, dataclasses.replace(batch, frame_labels=None, question_choices=None))
+
+
+def test_standardised_video_equals_the_plain_model_on_standardised_features():
+    mean, std = torch.randn(DV), torch.rand(DV) + 0.5
+    standardised = build(standardize_video=True)
+    standardised.backbone.set_video_statistics(mean, std)
+    plain = build(standardize_video=False)
+    plain.load_state_dict(standardised.state_dict())
     batch = make_batch()
-    unique = run_eval(model, batch)
-    torch.testing.assert_close(unique.question_targets, torch.eye(B))
-    pooled = batch.question_pooled.clone()
-    pooled[1] = pooled[0]  # the same question asked about two videos
-    repeated = run_eval(model, dataclasses.replace(batch, question_pooled=pooled))
-    expected = torch.eye(B)
-    expected[:2, :2] = 0.5
-    torch.testing.assert_close(repeated.question_targets, expected)
-    log_probs = repeated.question_logits.log_softmax(-1)
-    split_rows = 0.5 * (log_probs[0, 0] + log_probs[0, 1] + log_probs[1, 0] + log_probs[1, 1])
-    hand = -(split_rows + log_probs[2, 2] + log_probs[3, 3]) / B
-    losses = compute_losses(repeated, batch.answer, **LOSS_WEIGHTS)
-    torch.testing.assert_close(losses["question_discrimination"], hand)
+    # The front-door's dictionary centroids are standardised the same way, so only the frames differ.
+    plain.eci.visual.centroids.copy_((standardised.eci.visual.centroids - mean) / std)
+    expected = run_eval(plain, dataclasses.replace(batch, video=(batch.video - mean) / std))
+    torch.testing.assert_close(run_eval(standardised, batch).option_logits, expected.option_logits)
+    with pytest.raises(ValueError, match="std > 0"):
+        standardised.backbone.set_video_statistics(mean, torch.zeros(DV))
+
+
+def test_grounding_supervision_loss_matches_a_hand_computed_value():
+    weights = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.25, 0.25, 0.25, 0.25]])
+    labels = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    # Row 0: -(0.5 log 0.5 + 0.5 log 0.25); row 1 has no labelled frame and is skipped.
+    expected = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
+    loss = grounding_supervision_loss(weights, labels, torch.tensor([True, True]))
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert grounding_supervision_loss(weights, labels, torch.tensor([False, True])).item() == 0.0
 
 
 def test_unknown_variant_is_rejected():
@@ -440,8 +561,9 @@ def test_tiny_batch_overfits():
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     history = []
+    batch = make_batch(seed=1, batch=8, training=True)
     for _ in range(20):
-        losses = compute_losses(model(batch), batch.answer, **LOSS_WEIGHTS)
+        losses = compute_losses(model(batch), batch, **LOSS_WEIGHTS)
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
