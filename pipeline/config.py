@@ -66,11 +66,13 @@ class PathsConfig:
 class SyntheticConfig:
     """The embedded synthetic confounded benchmark (stage `generate`)."""
 
-    preset: Literal["tiny", "default", "large"] = "default"
+    preset: Literal["tiny", "default", "large", "compositional"] = "default"
     seed: int = 0
     width: int = 160
-    height: int = 120
-    # P(planted nuisance value == the one paired with the right answer) in train/val/test_iid.
+    height: int = 160
+    # Strength of each planted correlation in train/val/test_iid: with probability rho the nuisance takes the
+    # value paired with the right answer's kind, else a uniform one (so P(agree) = rho + (1 - rho) / 5);
+    # 0 = independent of the answer, as in test_ood whatever these say.
     rho_visual: float = 0.9
     rho_language: float = 0.9
 
@@ -113,7 +115,7 @@ class DataConfig:
 class DecodeConfig:
     """How frames are sampled from each video."""
 
-    num_frames: int = 32
+    num_frames: int = 16
     # NExT-GQA ships frame2time_{split}.json: use its timestamps so results match published ones.
     use_frame2time: bool = True
 
@@ -196,7 +198,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 20
     batch_size: int = 32
-    lr: float = 3e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     optimizer: Literal["adamw", "adam"] = "adamw"
     amsgrad: bool = True
@@ -204,12 +206,20 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Loss weights (the CMA weight lives in `cma.weight`).
     qa_weight: float = 1.0
-    question_discrimination_weight: float = 1.0
+    question_discrimination_weight: float = 0.1
+    # The VQ loss's question choices: the true question and `vq_negatives` sampled ones, each from the same
+    # video with probability `vq_same_video` (the official loader: 4 negatives, 30 % from the same video).
+    vq_negatives: int = 4
+    vq_same_video: float = 0.3
+    # Share of the training questions whose ground-truth frames supervise the frame weights (0 = weakly
+    # supervised, as the paper); an upper bound showing the metrics register grounding when it exists.
+    grounding_supervision: float = 0.0
+    grounding_supervision_weight: float = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int = 0  # 0 = torch default
-    # The checkpoint kept is the epoch with the best validation `select_by` (grounded by `select_rule`);
-    # acc_gqa/miop fall back to acc_qa when the validation split has no grounding labels.
-    select_by: Literal["acc_gqa", "acc_qa", "miop"] = "acc_gqa"
+    # The checkpoint kept is the epoch with the best validation `select_by` (Acc@QA, as the official code);
+    # acc_gqa/miop are grounded by `select_rule` and fall back to acc_qa without grounding labels.
+    select_by: Literal["acc_gqa", "acc_qa", "miop"] = "acc_qa"
     select_rule: Literal["prehoc", "posthoc", "merged"] = "posthoc"
 
     def validate(self, key: str) -> None:
@@ -219,6 +229,10 @@ class TrainConfig:
         check(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
         check(self.warmup_epochs >= 0, f"{key}.warmup_epochs", "must be >= 0")
         check(self.grad_clip >= 0, f"{key}.grad_clip", "must be >= 0 (0 disables clipping)")
+        check(self.vq_negatives >= 1, f"{key}.vq_negatives", "must be >= 1")
+        check(0.0 <= self.vq_same_video <= 1.0, f"{key}.vq_same_video", "must be a probability in [0, 1]")
+        check(0.0 <= self.grounding_supervision <= 1.0, f"{key}.grounding_supervision", "must be a share in [0, 1]")
+        check(self.grounding_supervision_weight >= 0, f"{key}.grounding_supervision_weight", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -232,6 +246,8 @@ class EvalConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Questions per split drawn in the grounding figure (frame weights vs. ground truth).
     plot_examples: int = 6
+    # Video-bootstrap resamples for the 95 % intervals of every metric.
+    bootstrap_resamples: int = 1000
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,12 @@ Writes, per split under `paths.predictions/<split>/`: the official-format result
 (`ground_{rule}.json`, `weights.json`, `qa.json`, `frame2time.json`) with the split's labels
 (`gsub.json`), so anyone can rescore them with `cra score`; a per-type report; and a figure of the
 frame weights against the ground truth. `paths.predictions/predictions.parquet` holds one row per
-question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds, per split, Acc@QA
-and every metric under every grounding rule, plus the trivial reference spans (whole video, centre
-half, random) scored on the same questions.
+question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds, per split: Acc@QA,
+every metric under every grounding rule, the trivial reference spans (whole video, centre half, random)
+scored on the same questions, the attention mass on ground-truth frames and the weights' entropy, 95 %
+intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic benchmark the shortcut
+shares (predictions that follow a planted nuisance); plus the checkpoint's epoch and selection metric.
+Every rule reads the weights that pooled the frames (see `pipeline.evaluation.predict.rule_spans`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from pipeline.artifacts import schemas
 from pipeline.artifacts.checkpoint import load_checkpoint
 from pipeline.artifacts.parquet import write_table
 from pipeline.config import Params
+from pipeline.data.synthetic.records import read_question_nuisances
 from pipeline.errors import PipelineError
+from pipeline.evaluation.diagnostics import diagnose_split, shortcut_share
 from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
 from pipeline.evaluation.scoring import format_report, write_official_files
 from pipeline.runtime import get_logger, resolve_device
@@ -31,14 +36,33 @@ from pipeline.training.batches import SplitQuestions, load_feature_bank, load_sp
 log = get_logger("evaluate")
 
 
-def split_metrics(result: dict[str, Any]) -> dict[str, Any]:
-    """The DVC metrics of one split: Acc@QA, then `{rule: overall}` and `{reference_<kind>: overall}`."""
+def split_metrics(result: dict[str, Any], diagnostics: dict[str, Any]) -> dict[str, Any]:
+    """The DVC metrics of one split, most-read first: size, Acc@QA, shortcut shares, attention diagnostics,
+    `{rule: overall}`, `{reference_<kind>: overall}`, then the bootstrap intervals."""
     metrics: dict[str, Any] = {"n": result["n"], "acc_qa": round(result["acc_qa"], 4)}
+    for key in ("shortcut_share", "attention_mass", "frame_entropy"):
+        if diagnostics.get(key) is not None:
+            metrics[key] = diagnostics[key]
     for rule, scored in result["rules"].items():
         metrics[rule] = {k: round(v, 4) for k, v in scored["overall"].items()}
     for kind, scored in result["references"].items():
         metrics[f"reference_{kind}"] = {k: round(v, 4) for k, v in scored["overall"].items()}
+    metrics["ci95"] = diagnostics["ci95"]
     return metrics
+
+
+def shortcut_shares(params: Params, questions: SplitQuestions, predictions: np.ndarray) -> dict[str, float] | None:
+    """On the synthetic benchmark: the share of predictions whose option's kind is the one paired with the
+    question's planted visual / linguistic nuisance (chance 0.2 where the nuisances are independent)."""
+    if params.data.dataset != "synthetic":
+        return None
+    nuisances = read_question_nuisances(params.data.annotation_dir, questions.split)
+    records = [nuisances[(v, q)] for v, q in zip(questions.video_ids, questions.qids, strict=True)]
+    chosen = [r.option_kinds[int(p)] for r, p in zip(records, predictions, strict=True)]
+    return {
+        "visual": round(shortcut_share(chosen, [r.visual_kind for r in records]), 4),
+        "language": round(shortcut_share(chosen, [r.language_kind for r in records]), 4),
+    }
 
 
 def prediction_rows(
@@ -121,8 +145,19 @@ def run(params: Params) -> None:
         predictions = predict(model, bank, questions, params.eval.batch_size, device)
         spans = rule_spans(predictions, ("prehoc", "posthoc", "merged"))
         result = score_split(questions, predictions, params.eval.rules, params.eval.references, params.eval.seed, spans)
-        metrics[split] = split_metrics(result)
-        report["splits"][split] = result
+        diagnostics = diagnose_split(
+            questions.video_ids,
+            predictions.predictions == questions.answers,
+            {rule: spans[rule] for rule in params.eval.rules},
+            questions.segments,
+            predictions.frame_weights,
+            questions.frame_labels,
+            resamples=params.eval.bootstrap_resamples,
+            seed=params.eval.seed,
+        )
+        diagnostics["shortcut_share"] = shortcut_shares(params, questions, predictions.predictions)
+        metrics[split] = split_metrics(result, diagnostics)
+        report["splits"][split] = {**result, "diagnostics": diagnostics}
         for name, values in prediction_rows(questions, predictions, spans).items():
             rows[name].extend(values)
         split_dir = out_dir / split
@@ -156,5 +191,7 @@ def run(params: Params) -> None:
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
     metrics_path = Path(params.paths.metrics)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    metrics["checkpoint"] = {"epoch": state.get("epoch"), "selected_by": state.get("selected_by")}
+    # Insertion order, not sorted: the evaluation splits first, each with its headline numbers first.
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
     log.info("metrics in %s, predictions and official result files in %s", metrics_path, out_dir)

@@ -54,7 +54,7 @@ def generate(out_dir: Path, cfg: SyntheticConfig, total_videos: int | None) -> d
     try:
         for video in progress(videos, desc="render videos", unit="video"):
             path = staging / "videos" / f"{video.relative_path}.mp4"
-            render_video(video.script, video.background, path, cfg.width, cfg.height)
+            render_video(video.script, path, cfg.width, cfg.height)
         info = write_annotations(dataset, staging, total_videos)
         if out_dir.exists():
             shutil.rmtree(out_dir)

@@ -1,12 +1,16 @@
 """Stage `train`: fit CRA (or the TempCLIP baseline) on the training split and keep the best checkpoint.
 
 Seeds are set once; AdamW/Adam (amsgrad as in the paper) with linear warm-up then cosine decay and
-gradient clipping. Every epoch logs the mean training losses, the learning rate, GSG's sigma and the
-validation metrics with dvclive (`dvc plots show`). The kept checkpoint is the epoch with the best
-validation `train.select_by` under the `train.select_rule` grounding rule (Acc@GQA under the official
-post-hoc rule by default: it needs both the right answer and the right moment); when the validation
-split has no grounding labels it falls back to Acc@QA, and without a validation split the last epoch
-is kept.
+gradient clipping. The frame features are standardised with the training frames' statistics (stored in
+the checkpoint; `model.standardize_video`). Each batch carries the VQ question choices
+(`train.vq_negatives`, `train.vq_same_video`) and, for a `train.grounding_supervision` share of the
+training questions (0 by default: weakly supervised, as the paper), their ground-truth frames.
+
+Every epoch logs the mean training losses, the learning rate, GSG's sigma and the validation metrics
+with dvclive. The kept checkpoint is the epoch with the best validation `train.select_by`: Acc@QA by
+default, as the official code (`stat.monitor.metric: acc`); `acc_gqa` / `miop` use the
+`train.select_rule` grounding rule and fall back to Acc@QA when the validation split has no grounding
+labels; without a validation split the last epoch is kept. dvclive's summary names the selected epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +28,15 @@ from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
 from pipeline.evaluation.predict import predict, score_split
 from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
-from pipeline.training.batches import batch_indices, load_feature_bank, load_split, make_batch, read_qa_table
+from pipeline.training.batches import (
+    QuestionSampler,
+    TrainingInputs,
+    batch_indices,
+    load_feature_bank,
+    load_split,
+    make_batch,
+    read_qa_table,
+)
 
 log = get_logger("train")
 
@@ -81,6 +93,16 @@ def selection_value(result: dict[str, Any], cfg) -> tuple[str, float]:
     return f"{cfg.select_by}@{cfg.select_rule}", rule_result["overall"][cfg.select_by]
 
 
+def video_statistics(bank, questions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std (Dv,) of the frames of `questions`' videos (each video counted once)."""
+    rows = np.unique(questions.video_rows)
+    frames = np.asarray(bank.visual.features[rows], dtype=np.float64).reshape(-1, bank.visual_dim)  # (V*T, Dv)
+    std = frames.std(axis=0)
+    # A constant dimension (std 0) is left unscaled rather than divided by zero.
+    std = np.where(std > 1e-8, std, 1.0)
+    return torch.from_numpy(frames.mean(axis=0).astype(np.float32)), torch.from_numpy(std.astype(np.float32))
+
+
 def run(params: Params) -> None:
     cfg = params.train
     seed_everything(cfg.seed)
@@ -97,7 +119,9 @@ def run(params: Params) -> None:
         text_dim=bank.text_dim,
         visual_dictionary=bank.visual_dictionary,
         language_dictionary=bank.language_dictionary,
-    ).to(device)
+    )
+    model.backbone.set_video_statistics(*video_statistics(bank, train_questions))
+    model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
         "training %s (%d trainable parameters) on %d questions, validating on %d, device %s",
@@ -112,6 +136,12 @@ def run(params: Params) -> None:
         1 for _ in batch_indices(len(train_questions), cfg.batch_size, True, np.random.default_rng(0))
     )
     scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs * steps_per_epoch)
+    sampler = QuestionSampler(train_questions, cfg.vq_negatives, cfg.vq_same_video)
+    # Which training questions supervise the grounding: a fixed, seeded share (0 = weakly supervised).
+    supervised = np.random.default_rng([cfg.seed, 1]).random(len(train_questions)) < cfg.grounding_supervision
+    if cfg.grounding_supervision > 0:
+        labelled = int((supervised & (train_questions.frame_labels.sum(axis=1) > 0)).sum())
+        log.info("grounding supervision on %d of %d training questions", labelled, len(train_questions))
 
     rng = np.random.default_rng(cfg.seed)
     best_value, best_state = -math.inf, None
@@ -121,13 +151,17 @@ def run(params: Params) -> None:
             model.train()
             sums, batches = defaultdict(float), 0
             for index in batch_indices(len(train_questions), cfg.batch_size, shuffle=True, generator=rng):
-                batch = make_batch(bank, train_questions, index).to(device)
+                inputs = TrainingInputs(
+                    sampler.choices(index, rng), supervised[index] if cfg.grounding_supervision > 0 else None
+                )
+                batch = make_batch(bank, train_questions, index, inputs).to(device)
                 losses = compute_losses(
                     model(batch),
-                    batch.answer,
+                    batch,
                     qa_weight=cfg.qa_weight,
                     question_discrimination_weight=cfg.question_discrimination_weight,
                     cma_weight=params.cma.weight,
+                    grounding_weight=cfg.grounding_supervision_weight if cfg.grounding_supervision > 0 else 0.0,
                 )
                 optimizer.zero_grad(set_to_none=True)
                 losses["total"].backward()
@@ -153,13 +187,15 @@ def run(params: Params) -> None:
                 live.log_metric("val/acc_qa", result["acc_qa"])
                 for metric, value in result["rules"].get(cfg.select_rule, {}).get("overall", {}).items():
                     if metric != "acc_qa":
-                        live.log_metric(f"val/{metric}", value)
+                        live.log_metric(f"val/{cfg.select_rule}/{metric}", value)
                 name, value = selection_value(result, cfg)
                 summary += f", val {name} {value:.2f}"
             else:
                 name, value = "epoch", float(epoch)
-            log.info(summary)
-            if value > best_value:
+            improved = value > best_value
+            live.log_metric("val/selected", float(improved))
+            log.info(summary + (" (best so far)" if improved else ""))
+            if improved:
                 best_value = value
                 best_state = {
                     "epoch": epoch,

@@ -32,9 +32,12 @@ import torch
 
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_table
-from pipeline.artifacts.visual_features import ARTIFACT
+from pipeline.artifacts.visual_features import ARTIFACT, ORACLE
 from pipeline.config import Params
 from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded
+from pipeline.data.synthetic.oracle import ORACLE_DIM, oracle_features
+from pipeline.data.synthetic.oracle import feature_names as oracle_feature_names
+from pipeline.data.synthetic.records import read_scripts
 from pipeline.encoders.visual import VisualEncoder, load_encoder
 from pipeline.errors import PipelineError
 from pipeline.runtime import get_logger, progress, resolve_device
@@ -270,6 +273,44 @@ def extract_visual_features(
 # Stage
 
 
+def write_oracle_features(params: Params, requests: Sequence[VideoRequest]) -> None:
+    """`features.visual.model: oracle`: the synthetic generator's scene state at each sampled frame, in the
+    same schema (metadata `model: oracle`, `feature_names`); an upper bound for any visual encoder."""
+    if params.data.dataset != "synthetic":
+        raise PipelineError(
+            f"features.visual.model = {ORACLE!r} needs the synthetic benchmark (data.dataset: synthetic), whose "
+            f"generator records the scene; data.dataset is {params.data.dataset!r}. Use an open_clip model instead."
+        )
+    scripts = read_scripts(params.data.annotation_dir)
+    missing = [r.video_id for r in requests if r.video_id not in scripts]
+    if missing:
+        raise PipelineError(
+            f"features.visual.model = {ORACLE!r}: {len(missing)} video(s) have no record in "
+            f"{params.data.annotation_dir}/events_<split>.json (e.g. {missing[0]!r}); re-run `generate`"
+        )
+    num_frames, dim = params.decode.num_frames, ORACLE_DIM
+    schema = schemas.visual_features(num_frames, dim, pa.float32())
+    meta = {
+        "artifact": ARTIFACT,
+        "model": ORACLE,
+        "pretrained": "n/a",
+        "random_init": False,
+        "dim": dim,
+        "dtype": "float32",
+        "num_frames": num_frames,
+        "feature_names": oracle_feature_names(),
+        "videos_requested": len(requests),
+        "skipped_videos": [],
+    }
+    with StreamWriter(params.paths.visual_features, schema, meta) as writer:
+        rows = _RowBuffer(writer, schema, "float32", max(1, ROW_GROUP_BYTES // (num_frames * dim * 4)))
+        for request in progress(requests, desc="oracle features", unit="video"):
+            rows.add(request, oracle_features(scripts[request.video_id], request.frame_indices))
+        rows.flush()
+        writer.update_metadata({"videos": writer.rows})
+    log.info("wrote %s: oracle scene states of %d videos (%d-d)", params.paths.visual_features, len(requests), dim)
+
+
 def run(params: Params) -> None:
     visual = params.features.visual
     num_frames = params.decode.num_frames
@@ -279,6 +320,9 @@ def run(params: Params) -> None:
             f"{params.paths.video_manifest} has no video with status `ok`: check data.video_root and the "
             "`error` column of the manifest (`python -m pipeline inspect` shows it)"
         )
+    if visual.model == ORACLE:
+        write_oracle_features(params, requests)
+        return
     try:
         device = resolve_device(params.features.device)
     except RuntimeError as err:

@@ -89,6 +89,11 @@ OFFICIAL_CRA_NEXTGQA = [
     ("gsg.kernel_size", "AdaptiveGaussianFilter(kernel_size=5)", 5),
     ("gsg.sigma_init", "AdaptiveGaussianFilter(initial_sigma=1.0)", 1.0),
     ("train.seed", "misc.seed", 2024),
+    ("train.select_by", "stat.monitor.metric", "acc_qa"),  # `acc`
+    ("model.grounding_query", "refine_forward: qsn_g = answer_g.max(dim=1)", "max_qa"),
+    ("model.frames_read_question", "Decoder: self-attention over the frames only", False),
+    ("model.standardize_video", "CLIP features used raw", False),
+    ("eci.linguistic", "refine_forward: self.do(qsn_g) commented out", False),
 ]
 
 
@@ -109,5 +114,8 @@ def test_paper_preset_loads_strictly_with_the_published_setting():
     assert paper.data.dataset == "nextgqa" and paper.model.variant == "cra"
     # Only the documented settings differ from the default params.
     default = load_params(REPO_ROOT / "params.yaml")
-    assert paper.gsg == default.gsg and paper.cma == default.cma and paper.eci == default.eci
+    assert paper.gsg == default.gsg and paper.eci.visual == default.eci.visual
+    assert paper.cma.temperature == default.cma.temperature and paper.cma.enabled == default.cma.enabled
     assert paper.train.warmup_epochs == default.train.warmup_epochs and paper.eval == default.eval
+    assert paper.train.vq_negatives == 4 and paper.train.vq_same_video == 0.3  # the official loader's
+    assert paper.train.grounding_supervision == 0.0  # weakly supervised

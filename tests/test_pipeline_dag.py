@@ -82,9 +82,18 @@ def test_full_dag_writes_every_artifact(project: Path):
     for key in ("text_features", "confounders", "checkpoint", "predictions"):
         assert any((project / paths[key]).iterdir()), key
     metrics = json.loads((project / paths["metrics"]).read_text())
-    assert set(metrics) == {"test_iid", "test_ood"}
-    for split in metrics.values():
+    assert list(metrics) == ["test_iid", "test_ood", "checkpoint"]  # the evaluation splits first
+    assert metrics["checkpoint"]["epoch"] in (1, 2) and metrics["checkpoint"]["selected_by"] == "acc_qa"
+    for name in ("test_iid", "test_ood"):
+        split = metrics[name]
         assert 0.0 <= split["acc_qa"] <= 100.0
+        # Diagnostics: the video-bootstrap interval brackets the point estimate; shortcut shares are shares.
+        ci = split["ci95"]
+        assert ci["acc_qa"]["low"] <= split["acc_qa"] <= ci["acc_qa"]["high"]
+        assert ci["posthoc"]["miop"]["low"] <= split["posthoc"]["miop"] <= ci["posthoc"]["miop"]["high"]
+        assert 0.0 <= split["frame_entropy"] <= 1.0 and split["attention_mass"] >= 0.0
+        assert set(split["shortcut_share"]) == {"visual", "language"}
+        assert all(0.0 <= share <= 1.0 for share in split["shortcut_share"].values())
         for rule in ("prehoc", "posthoc", "merged", "reference_whole", "reference_center", "reference_random"):
             assert {"acc_qa", "acc_gqa", "miop", "iop@0.3", "iop@0.5", "miou", "iou@0.3", "iou@0.5"} <= set(split[rule])
         # The whole-video span contains every ground-truth segment: IoP is the segment's share of the video.
@@ -115,6 +124,26 @@ def test_official_files_rescore_to_the_stage_metrics(project: Path):
     metrics = json.loads((project / params["paths"]["metrics"]).read_text())["test_iid"]["posthoc"]
     for key, value in metrics.items():
         assert rescored[key] == pytest.approx(value, abs=1e-3), key
+
+
+def test_posthoc_weights_rescore_to_the_stage_metrics(project: Path):
+    """weights.json holds exactly what the post-hoc rule read: rescoring it with `cra score --weights`
+    reproduces the stage's post-hoc metrics to 1e-6 (the unrounded ones in report.json)."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    predictions = project / params["paths"]["predictions"]
+    report = json.loads((predictions / "report.json").read_text())
+    for split in ("test_iid", "test_ood"):
+        split_dir = predictions / split
+        output = run(
+            [sys.executable, "-m", "pipeline", "score", "--gsub", str(split_dir / "gsub.json")]
+            + ["--weights", str(split_dir / "weights.json"), "--frame2time", str(split_dir / "frame2time.json")]
+            + ["--qa", str(split_dir / "qa.json"), "--json"],
+            project,
+        )
+        rescored = json.loads(output.strip().splitlines()[-1])
+        expected = report["splits"][split]["rules"]["posthoc"]["overall"]
+        for key, value in expected.items():
+            assert rescored[key] == pytest.approx(value, abs=1e-6), (split, key)
 
 
 def test_nothing_changed_runs_nothing(project: Path):

@@ -30,6 +30,8 @@ from pipeline.artifacts.parquet import ArtifactError, fixed_list_to_numpy, read_
 ARTIFACT = "visual_features"
 PARAM_HINT = "`features.visual.*` / `decode.num_frames` in params.yaml"
 RANDOM_INIT = "none"
+# `features.visual.model: oracle`: the synthetic benchmark's scene states instead of an encoder's features.
+ORACLE = "oracle"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt", ".npz")
 
 
@@ -76,6 +78,8 @@ def expected_visual_metadata(params: Any) -> dict[str, Any]:
     """
     visual = params.features.visual
     expected: dict[str, Any] = {"artifact": ARTIFACT, "model": visual.model, "num_frames": params.decode.num_frames}
+    if visual.model == ORACLE:
+        return expected  # no weights: `features.visual.pretrained` is ignored
     pretrained = visual.pretrained
     if not is_random_init(pretrained) and looks_like_path(pretrained) and not Path(pretrained).expanduser().is_file():
         expected["pretrained_param"] = pretrained

@@ -22,8 +22,8 @@ from pipeline.training.batches import FeatureBank, SplitQuestions, batch_indices
 class SplitPredictions:
     option_scores: np.ndarray  # (N, A) logits
     predictions: np.ndarray  # (N,) chosen option
-    frame_weights: np.ndarray  # (N, T) grounding weights (after Gaussian smoothing for CRA)
-    frame_attention: np.ndarray  # (N, T) question-frame attention before smoothing
+    frame_weights: np.ndarray  # (N, T) pooling and grounding weights (after Gaussian smoothing for CRA)
+    frame_attention: np.ndarray  # (N, T) question-frame attention before smoothing (plots, `cra show`)
     timestamps: np.ndarray  # (N, T) seconds of the sampled frames
 
 
@@ -34,8 +34,9 @@ def predict(
     was_training = model.training
     model.eval()
     scores, weights, attention = [], [], []
+    ground_truth = model.config.model.ground_truth_pooling
     for index in batch_indices(len(questions), batch_size, shuffle=False):
-        output = model(make_batch(bank, questions, index).to(device))
+        output = model(make_batch(bank, questions, index, frame_labels=ground_truth).to(device))
         scores.append(output.option_logits.float().cpu().numpy())
         weights.append(output.frame_weights.float().cpu().numpy())
         attention.append(output.frame_attention.float().cpu().numpy())
@@ -53,13 +54,12 @@ def predict(
 def rule_spans(predictions: SplitPredictions, rules: Sequence[str]) -> dict[str, np.ndarray]:
     """`{rule: (N, 2)}` spans in seconds; each question's pre-hoc and post-hoc spans are computed once.
 
-    Pre-hoc reads `frame_weights` (GSG-smoothed for CRA); post-hoc, alone and inside `merged`, reads
-    `frame_attention`, the question-frame attention before smoothing (for TempCLIP the two are equal).
-    This departs from CRA-GQA's code, which feeds its smoothed keyframe probabilities to both rules
-    (`fatt` is `time_param["key"]` in `modules/m_cra/refine.py`); `ground_rules(frame_weights, ...)`
-    without `posthoc_weights` would do that.
+    Every rule reads `frame_weights`, the weights that pooled the frames: GSG-smoothed for CRA, as the
+    official code feeds both its pre-hoc interval search and `find_seg_ada` (`fatt` is
+    `time_param["key"]` in CRA-GQA's `modules/m_cra/refine.py`); the plain attention for TempCLIP.
+    `weights.json` holds the same weights, so `cra score --weights` reproduces the post-hoc metrics.
     """
-    return ground_rules(predictions.frame_weights, predictions.timestamps, rules, predictions.frame_attention)
+    return ground_rules(predictions.frame_weights, predictions.timestamps, rules)
 
 
 def _durations(questions: SplitQuestions, predictions: SplitPredictions) -> np.ndarray:

@@ -5,6 +5,11 @@ option tokens, Dt text width, Kv / Kl dictionary sizes, G = 8 graph nodes.
 
 Features stay in their zero-copy numpy arrays; a split is a set of row indices into them, and a
 batch gathers rows (`make_batch`), so memory is the artifacts' size, not the number of questions x A.
+
+Training batches also carry what only training needs (`TrainingInputs`): the question choices of the
+VQ loss (`QuestionSampler`: the true question and sampled negatives, a share of them from the same
+video, as the official data loader's `qsns_id` / `qsns_token_ids`), and the ground-truth frames of the
+questions whose grounding is supervised (`train.grounding_supervision`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pipeline.artifacts.visual_features import VisualFeatures, expected_visual_m
 from pipeline.errors import PipelineError
 from pipeline.runtime import get_logger
 
-log = get_logger("qa_data")
+log = get_logger("batches")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class SplitQuestions:
     question_rows: np.ndarray  # (N,) rows of FeatureBank.text.question
     option_rows: np.ndarray  # (N, A) rows of FeatureBank.text.option
     qa_rows: np.ndarray  # (N, A) rows of FeatureBank.text.qa
+    frame_labels: np.ndarray  # (N, T) float32, 1 where a sampled frame lies in a ground-truth segment
     skipped_without_video: int  # questions dropped because their video has no features
 
     def __len__(self) -> int:
@@ -156,28 +162,108 @@ def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
     questions = pick("question")
     text = bank.text
     durations = np.array([np.nan if d is None else d for d in pick("duration")], dtype=np.float64)
+    video_rows = bank.visual.rows(pick("video_id"))
+    segments = pick("segments")
     return SplitQuestions(
         split=split,
         qids=pick("qid"),
         video_ids=pick("video_id"),
         types=pick("type"),
         answers=np.asarray(pick("answer"), dtype=np.int64),
-        segments=pick("segments"),
+        segments=segments,
         durations=durations,
-        video_rows=bank.visual.rows(pick("video_id")),
+        video_rows=video_rows,
         question_rows=text.question.rows(questions),
         option_rows=np.stack([text.option.rows(o) for o in options]),
         qa_rows=np.stack([text.qa_rows(q, o) for q, o in zip(questions, options, strict=True)]),
+        frame_labels=ground_truth_frames(np.asarray(bank.visual.timestamps)[video_rows], segments),
         skipped_without_video=skipped,
     )
+
+
+def ground_truth_frames(timestamps: np.ndarray, segments: list[list[list[float]]]) -> np.ndarray:
+    """(N, T) float32: 1 where frame t (at `timestamps[i, t]` s) lies in one of question i's segments.
+
+    A frame at time t shows a segment [s, e] when s <= t < e (the frame shown at t is the last one that
+    started by t); a question with no segment, or whose segments fall between sampled frames, has none.
+    """
+    labels = np.zeros(timestamps.shape, dtype=np.float32)  # (N, T)
+    for i, question_segments in enumerate(segments):
+        for start, end in question_segments:
+            labels[i] = np.maximum(labels[i], (timestamps[i] >= start) & (timestamps[i] < end))
+    return labels
+
+
+class QuestionSampler:
+    """The C = 1 + `negatives` question choices of the VQ loss for training questions.
+
+    Choice 0 is the question itself; each negative is, with probability `same_video`, another question
+    of the same video (a hard negative: telling them apart needs the grounding), else a question of any
+    other video. A negative never has the same text as the true question (it could not be told apart).
+    The official loader samples 4 negatives, 30 % of them from the same video.
+    """
+
+    def __init__(self, questions: SplitQuestions, negatives: int, same_video: float) -> None:
+        if negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {negatives}")
+        self.questions = questions
+        self.negatives = negatives
+        self.same_video = same_video
+        rows = questions.question_rows
+        by_video: dict[str, list[int]] = {}
+        for i, video_id in enumerate(questions.video_ids):
+            by_video.setdefault(video_id, []).append(i)
+        # Per question: the other questions of its video with another text.
+        self._same = [
+            np.array([j for j in by_video[v] if rows[j] != rows[i]], dtype=np.int64)
+            for i, v in enumerate(questions.video_ids)
+        ]
+        if len(set(rows.tolist())) < 2:
+            raise ValueError("the VQ loss needs at least two distinct questions in the training split")
+
+    def choices(self, index: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(B, C) rows of the text features' question table for the questions `index` (B,)."""
+        rows = self.questions.question_rows
+        video_ids = self.questions.video_ids
+        n = len(rows)
+        out = np.empty((len(index), 1 + self.negatives), dtype=np.int64)
+        for b, i in enumerate(index):
+            out[b, 0] = rows[i]
+            same = self._same[i]
+            for k in range(1, 1 + self.negatives):
+                if len(same) and rng.random() < self.same_video:
+                    j = int(same[rng.integers(len(same))])
+                else:
+                    j = int(rng.integers(n))
+                    while rows[j] == rows[i] or video_ids[j] == video_ids[i]:
+                        j = int(rng.integers(n))
+                out[b, k] = rows[j]
+        return out
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What a training batch adds to the model inputs (see `make_batch`)."""
+
+    question_choices: np.ndarray  # (B, C) rows of the question table, the true question first
+    supervise_grounding: np.ndarray | None = None  # (B,) bool: rows whose frame weights are supervised
 
 
 def _gather(array: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array[rows], dtype=np.float32))
 
 
-def make_batch(bank: FeatureBank, questions: SplitQuestions, index: np.ndarray) -> CRABatch:
-    """Gather the batch `index` (B,) of a split into model inputs."""
+def make_batch(
+    bank: FeatureBank,
+    questions: SplitQuestions,
+    index: np.ndarray,
+    training: TrainingInputs | None = None,
+    frame_labels: bool = False,
+) -> CRABatch:
+    """Gather the batch `index` (B,) of a split into model inputs.
+
+    `training` adds the VQ question choices and the grounding-supervision rows (training batches only);
+    `frame_labels` attaches the ground-truth frames (grounding supervision, ground-truth pooling)."""
     text = bank.text
     B, A = len(index), questions.num_options
     video = _gather(bank.visual.features, questions.video_rows[index])  # (B, T, Dv)
@@ -195,6 +281,15 @@ def make_batch(bank: FeatureBank, questions: SplitQuestions, index: np.ndarray) 
         option_mask=option_mask.reshape(B, A, -1),  # (B, A, La)
         qa_pooled=_gather(text.qa.pooled, questions.qa_rows[index].reshape(-1)).reshape(B, A, -1),  # (B, A, Dt)
         answer=torch.from_numpy(questions.answers[index]),
+        question_choices=None
+        if training is None
+        else _gather(text.question.pooled, training.question_choices.reshape(-1)).reshape(
+            B, training.question_choices.shape[1], -1
+        ),  # (B, C, Dt)
+        frame_labels=torch.from_numpy(questions.frame_labels[index]) if frame_labels or training else None,
+        supervise_grounding=None
+        if training is None or training.supervise_grounding is None
+        else torch.from_numpy(training.supervise_grounding),
     )
 
 
