@@ -3,19 +3,13 @@
     python -m benchmarks.linear_probe [--features PATH] [--synthetic DIR] [--json] [--c-grid 0.1 1 10]
 
 Every sampled frame (video v, t = timestamps[v, i]) is labelled from the generator's own timeline
-(`events_{split}.json`), with the renderer's frame rule (frame j = rint(t * fps) shows an event when
-start_ds * fps <= 10 j < end_ds * fps), for these tasks:
-  - `slot_left|middle|right`: the state of the object in that cell, one of STATES (6 classes);
-  - `any_<kind>`, one per event kind: is some object doing it (yes/no). Objects act in parallel
-    (a frame shows 2+ distinct kinds about half the time), so "which kind is happening" is
-    multi-label and is probed as five binary tasks;
-  - `colour_left|middle|right`: the colour the object in that cell shows: its own or its recolour
-    colour, `white` while flashing, `none` while gone (8 classes);
-  - `background`: the background colour, the benchmark's visual nuisance (5 classes).
-`recoloured` (in `slot_*`) and `any_recolour` are NOT decidable from one frame: a recolour takes a
-palette colour no object of the video owns, so "a red object turned blue" and "a blue object" look
-the same in that frame; only the object's look in other frames tells them apart. Their recall
-measures priors, not the features; `colour_*` measures whether the new colour itself is seen.
+(`events_{split}.json`, read back as the renderer's scene states: frame j = rint(t * fps) shows an
+event or a cue when start_ds * fps <= 10 j < end_ds * fps), for these tasks:
+  - `slot_<colour>`, one per object colour (every video has one object of each): `absent` (off
+    screen) or its state, one of vocabulary.STATES (7 classes). An object is named by its colour, so
+    this is what a question about it needs read from the frame;
+  - `event`: the kind of the event under way (events happen one at a time), or `none` (6 classes);
+  - `cue_shown`: whether a backdrop cue (the visual nuisance) is on screen (yes/no).
 A standardised multinomial LogisticRegression per task is fitted on the frames of the train-split
 videos (C = 1 by default; with several `--c-grid` values, the one with the best balanced accuracy
 on the val videos, which costs one extra fit per value: ~4x the time on a shared CPU) and
@@ -38,18 +32,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, PALETTE
+from pipeline.data.synthetic.records import script_from_record
+from pipeline.data.synthetic.render import scene_states
+from pipeline.data.synthetic.timeline import VideoScript
+from pipeline.data.synthetic.vocabulary import COLOURS, KIND_NAMES, STATES
 from pipeline.errors import PipelineError
 
-SLOTS = ("left", "middle", "right")  # SceneObject.cell 0, 1, 2
-STATES = ("normal", "grown", "shrunk", "flashing", "recoloured", "gone")
-STATE_OF_KIND = dict(zip(KIND_NAMES, STATES[1:], strict=True))  # grow -> grown, ..., disappear -> gone
-LOOKS = (*PALETTE, "white", "none")  # what colour_* sees: an own or recolour colour, a flash, nothing
+SLOT_CLASSES = ("absent", *STATES)
 TASKS: dict[str, tuple[str, ...]] = {
-    **{f"slot_{slot}": STATES for slot in SLOTS},
-    **{f"any_{kind}": ("no", "yes") for kind in KIND_NAMES},
-    **{f"colour_{slot}": LOOKS for slot in SLOTS},
-    "background": BACKGROUND_NAMES,
+    **{f"slot_{colour}": SLOT_CLASSES for colour in COLOURS},
+    "event": ("none", *KIND_NAMES),
+    "cue_shown": ("no", "yes"),
 }
 TRAIN_SPLITS = ("train",)
 SELECT_SPLITS = ("val",)
@@ -57,45 +50,29 @@ TEST_SPLITS = ("test_iid", "test_ood")
 WELL_ABOVE = 0.5  # fraction of the chance -> 1 gap the balanced accuracy must close
 
 
-def _ds(seconds: float) -> int:
-    """Seconds as written by the generator (one decimal) -> integer deciseconds."""
-    return int(round(float(seconds) * 10))
+def script_labels(script: VideoScript, t: float) -> dict[str, str]:
+    """Every task's label of the frame shown at `t` seconds of a video."""
+    frame = min(max(int(np.rint(t * script.fps)), 0), script.frame_count - 1)
+    tick = 10 * frame
+    cells = scene_states(script, np.array([tick]))[0]
+    labels = {f"slot_{obj.colour}": cell.state for obj, cell in zip(script.objects, cells, strict=True)}
+    active = [e.kind for e in script.events if e.start_ds * script.fps <= tick < e.end_ds * script.fps]
+    labels["event"] = active[0] if active else "none"
+    labels["cue_shown"] = "yes" if any(cell.cue is not None for cell in cells) else "no"
+    return labels
 
 
 def frame_labels(record: dict, t: float) -> dict[str, str]:
-    """Every task's label of the frame shown at `t` seconds of the video `record` (one entry of
-    `events_{split}.json`: fps, duration, background, objects with cell, events with start/end)."""
-    fps = int(record["fps"])
-    frame = min(max(int(np.rint(t * fps)), 0), int(record["duration"]) * fps - 1)
-    tick = 10 * frame
-    active = [e for e in record["events"] if _ds(e["start"]) * fps <= tick < _ds(e["end"]) * fps]
-    event_of_object = {e["object"]: e for e in active}  # an object's events never overlap
-    labels = {}
-    for obj in record["objects"]:
-        event = event_of_object.get(obj["index"])
-        kind = None if event is None else event["kind"]
-        slot = SLOTS[obj["cell"]]
-        labels[f"slot_{slot}"] = "normal" if kind is None else STATE_OF_KIND[kind]
-        if kind == "flash":
-            labels[f"colour_{slot}"] = "white"
-        elif kind == "disappear":
-            labels[f"colour_{slot}"] = "none"
-        elif kind == "recolour":
-            labels[f"colour_{slot}"] = event["colour"]
-        else:
-            labels[f"colour_{slot}"] = obj["colour"]
-    kinds = {e["kind"] for e in active}
-    for kind in KIND_NAMES:
-        labels[f"any_{kind}"] = "yes" if kind in kinds else "no"
-    labels["background"] = record["background"]
-    return labels
+    """Every task's label of the frame shown at `t` seconds of the video `record` (an `events_{split}.json` entry)."""
+    return script_labels(script_from_record(record), t)
 
 
 def label_frames(records: dict[str, dict], video_ids: list[str], timestamps: np.ndarray) -> dict[str, np.ndarray]:
     """Per task, the (F,) labels of the frames of `video_ids` (timestamps (N, T)), video-major."""
-    rows = [
-        frame_labels(records[vid], float(t)) for vid, times in zip(video_ids, timestamps, strict=True) for t in times
-    ]
+    rows = []
+    for vid, times in zip(video_ids, timestamps, strict=True):
+        script = script_from_record(records[vid])
+        rows += [script_labels(script, float(t)) for t in times]
     return {task: np.array([row[task] for row in rows]) for task in TASKS}
 
 

@@ -1,14 +1,18 @@
 """The whole benchmark as data (no rendering): videos' scripts, questions and planted confounders.
 
-How one per-video visual nuisance yields a per-question co-occurrence rate of rho: each video draws
-a *target kind* c uniformly from the 5 event kinds, and every question of the video is chosen so
-that its right answer is an event of kind c (questions.py). The video's background colour (visual
-nuisance) is then, in train/val/test_iid, the colour paired with c with probability `rho_visual`,
-else one of the 4 other colours uniformly; so for every question P(background is paired with the
-right answer's kind) = rho_visual. The timeline itself is drawn independently of c (every object
-does every kind), so nothing but the nuisance ties the whole video to the answers. The linguistic
-nuisance (the question's lead-in words) is drawn per question the same way with `rho_language`.
-In test_ood both nuisances are drawn uniformly, independently of c: agreement falls to 1/5.
+Per video: a script (timeline.py), one question per object (questions.py), and per question its two
+nuisances, both tied to the question's right-answer kind c:
+- visual: the backdrop cue behind the question's subject (vocabulary.CUE_COLOURS), shown during one
+  of the subject's pads (on screen, normal look) next to the evidence, never during the evidence;
+- linguistic: the question's lead-in words (vocabulary.LEAD_INS).
+Each nuisance is drawn as: with probability rho (`synthetic.rho_visual` / `rho_language`) the value
+paired with c, otherwise uniformly among all 5 values (the paired one included). So rho is the
+strength of the planted correlation: rho = 0 makes the nuisance independent of the answer
+(agreement 1/5), rho = 1 makes it always agree; in general P(agree) = rho + (1 - rho) / 5. In
+`test_ood` both nuisances are drawn as with rho = 0, whatever the params.
+
+The same uniform draws are made whatever rho is, so changing rho changes only nuisance values:
+scripts, questions, options and cue times stay identical (a rho sweep is a controlled experiment).
 
 Determinism: video k of split s draws everything from
 `np.random.default_rng(SeedSequence(seed, spawn_key=(s, k)))`, in a fixed order, so the same
@@ -17,20 +21,26 @@ params give the same benchmark, and a video does not change when other videos ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipeline.config import SyntheticConfig
 from pipeline.data.synthetic.presets import OOD_SPLITS, SPLITS, Preset, get_preset
-from pipeline.data.synthetic.questions import Question, candidates_by_kind, finalize, select_candidates
-from pipeline.data.synthetic.timeline import VideoScript, sample_script
-from pipeline.data.synthetic.vocabulary import BACKGROUND_NAMES, KIND_NAMES, LEAD_INS, paired_background, paired_lead_in
+from pipeline.data.synthetic.questions import Question, candidates_for, choose_candidate, finalize
+from pipeline.data.synthetic.timeline import (
+    NUM_CELLS,
+    NUM_OBJECTS,
+    Cue,
+    NoCellError,
+    VideoScript,
+    cue_windows,
+    sample_script,
+)
+from pipeline.data.synthetic.vocabulary import CUE_NAMES, LEAD_INS, paired_cue, paired_lead_in
 
-GENERATOR_VERSION = "1.1.0"  # 1.1: dedicated recolour colours, larger shrunk size
-# A timeline is re-drawn until it offers `preset.min_questions` questions for EVERY kind (about one
-# in three does); the test looks at all kinds, not at the target one, so it cannot leak the target.
-MAX_SCRIPT_ATTEMPTS = 200
+MAX_SCRIPT_ATTEMPTS = 100
+GENERATOR_VERSION = "2.0.0"  # 2.0: per-question answer kinds, local backdrop cues, 6 objects acting in turn
 
 
 @dataclass(frozen=True)
@@ -39,11 +49,8 @@ class VideoRecord:
     index: int  # position within the split
     video_id: str  # 10 digits: split number (1-4) then the index
     folder: str  # 4 digits, 100 videos each; the video lies at videos/<folder>/<video_id>.mp4
-    script: VideoScript
-    target_kind: str
-    background: str  # the visual nuisance value
+    script: VideoScript  # with its cues
     questions: tuple[Question, ...]
-    script_attempts: int
 
     @property
     def relative_path(self) -> str:
@@ -64,40 +71,53 @@ def video_id(split: str, index: int) -> str:
     return f"{SPLITS.index(split) + 1}{index:09d}"
 
 
-def _nuisance(rng: np.random.Generator, values: tuple[str, ...], paired: str, rho: float, ood: bool) -> str:
-    """`paired` with probability rho, else one of the others uniformly; uniform when `ood`."""
-    if ood:
-        return values[int(rng.integers(len(values)))]
-    if rng.random() < rho:
-        return paired
-    others = [v for v in values if v != paired]
-    return others[int(rng.integers(len(others)))]
+def draw_nuisance(rng: np.random.Generator, values: tuple[str, ...], paired: str, rho: float, ood: bool) -> str:
+    """`paired` with probability rho (never when `ood`), else uniform over `values`.
+
+    Two draws are made in every case, so the rest of the video's randomness does not depend on rho.
+    """
+    forced = rng.random() < rho
+    uniform = values[int(rng.integers(len(values)))]
+    return paired if forced and not ood else uniform
+
+
+def _cue_window(rng: np.random.Generator, script: VideoScript, question: Question) -> tuple[int, int]:
+    windows = cue_windows(script, question.subject, question.segments_ds)
+    if not windows:
+        raise AssertionError(f"no pad of object {question.subject} clear of the evidence {question.segments_ds}")
+    return windows[int(rng.integers(len(windows)))]
 
 
 def build_video(cfg: SyntheticConfig, preset: Preset, split: str, index: int) -> VideoRecord:
-    """One video's script, nuisances and questions; a pure function of (cfg, preset, split, index)."""
+    """One video's script, questions and nuisances; a pure function of (cfg, preset, split, index)."""
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(SPLITS.index(split), index)))
     ood = split in OOD_SPLITS
     duration_s = int(rng.integers(preset.min_duration_s, preset.max_duration_s + 1))
     fps = int(preset.fps_choices[int(rng.integers(len(preset.fps_choices)))])
-    target_kind = KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
-    background = _nuisance(rng, BACKGROUND_NAMES, paired_background(target_kind), cfg.rho_visual, ood)
-    wanted = int(rng.integers(preset.min_questions, preset.max_questions + 1))
-    for attempt in range(1, MAX_SCRIPT_ATTEMPTS + 1):  # noqa: B007 (read after the loop: attempts taken)
-        script = sample_script(rng, duration_s, fps)
-        candidates = candidates_by_kind(script)
-        if min(len(c) for c in candidates.values()) >= preset.min_questions:
+    weights = np.asarray(preset.repeat_actor_weights, dtype=np.float64)
+    repeat_actors = int(rng.choice(len(weights), p=weights / weights.sum()))
+    for _ in range(MAX_SCRIPT_ATTEMPTS):
+        try:
+            script = sample_script(rng, duration_s, fps, repeat_actors, preset.num_frames)
             break
+        except NoCellError:
+            continue
     else:
         raise AssertionError(
-            f"{split} video {index}: no timeline in {MAX_SCRIPT_ATTEMPTS} attempts offers "
-            f"{preset.min_questions} questions of every kind"
+            f"{split} video {index}: no timeline fits the {NUM_CELLS} cells in {MAX_SCRIPT_ATTEMPTS} attempts"
         )
-    chosen = select_candidates(rng, candidates[target_kind], wanted)
-    questions = tuple(
-        finalize(rng, candidate, qid, _nuisance(rng, LEAD_INS, paired_lead_in(target_kind), cfg.rho_language, ood))
-        for qid, candidate in enumerate(chosen)
-    )
+    order = rng.permutation(NUM_OBJECTS)  # question ids in a random order of subjects
+    questions: list[Question] = []
+    cues: list[Cue] = []
+    for qid, subject in enumerate(int(i) for i in order):
+        candidate = choose_candidate(rng, candidates_for(script, subject))
+        lead_in = draw_nuisance(rng, LEAD_INS, paired_lead_in(candidate.answer_kind), cfg.rho_language, ood)
+        cue = draw_nuisance(rng, CUE_NAMES, paired_cue(candidate.answer_kind), cfg.rho_visual, ood)
+        question = finalize(rng, candidate, qid, lead_in, cue)
+        start, end = _cue_window(rng, script, question)
+        questions.append(question)
+        cues.append(Cue(obj=subject, colour=cue, start_ds=start, end_ds=end))
+    script = replace(script, cues=tuple(sorted(cues, key=lambda c: (c.start_ds, c.obj))))
     vid = video_id(split, index)
     return VideoRecord(
         split=split,
@@ -105,15 +125,12 @@ def build_video(cfg: SyntheticConfig, preset: Preset, split: str, index: int) ->
         video_id=vid,
         folder=f"{SPLITS.index(split) + 1}{index // 100:03d}",
         script=script,
-        target_kind=target_kind,
-        background=background,
-        questions=questions,
-        script_attempts=attempt,
+        questions=tuple(questions),
     )
 
 
 def build_split(cfg: SyntheticConfig, split: str, num_videos: int) -> tuple[VideoRecord, ...]:
-    """The first `num_videos` videos of one split, without rendering (~10 ms a video)."""
+    """The first `num_videos` videos of one split, without rendering (a few ms a video)."""
     preset = get_preset(cfg.preset)
     return tuple(build_video(cfg, preset, split, i) for i in range(num_videos))
 
@@ -131,7 +148,7 @@ def agreement_rates(dataset: SyntheticDataset) -> dict[str, dict[str, float]]:
     rates = {}
     for split in SPLITS:
         pairs = [
-            (video.background == paired_background(q.answer_kind), q.lead_in == paired_lead_in(q.answer_kind))
+            (q.cue == paired_cue(q.answer_kind), q.lead_in == paired_lead_in(q.answer_kind))
             for video in dataset.videos[split]
             for q in video.questions
         ]
@@ -141,3 +158,8 @@ def agreement_rates(dataset: SyntheticDataset) -> dict[str, dict[str, float]]:
             "language": round(sum(lang for _, lang in pairs) / n, 4),
         }
     return rates
+
+
+def expected_agreement(rho: float, values: int = len(CUE_NAMES)) -> float:
+    """P(nuisance == the answer's paired value) for strength rho."""
+    return rho + (1.0 - rho) / values

@@ -1,30 +1,26 @@
 """Five-way multiple-choice questions with ground-truth evidence, from a video's script.
 
-Question families (NExT-QA's type codes), X the subject object, Y another object:
-- TN "what did X do after Y <past>": X's first event that starts 0..D/10 after Y's event ends
-  (X busy with nothing that straddles Y's end).
-- TP "what did X do before Y <past>": X's last event that ends 0..D/10 before Y's event starts
-  (nothing of X straddles Y's start).
-- TC "what did X do while Y <state>": X's only event overlapping Y's, by >= half the shorter one.
-- CW "why did X <base>": X's event is the effect of a causal link (timeline.py's rule) and the only
-  one of X with that wording; the answer is "because Y <past>", the cause.
-A reference "Y <past>" may happen several times; the question is kept only if every occurrence
-leads to the same answer wording, and then its evidence has one segment per occurrence.
+Every object of a video is the subject of exactly one question (so the backdrop cue behind it
+belongs to one question). Families, easiest first (type codes as in NExT-QA where they exist):
+- DO "what did the X do": X acts once; the answer is its event. Needs X's event found (grounding)
+  and its kind read; the other four kinds were done by other objects at other times.
+- TN "what did the X do after the Y <past>" / TP "... before the Y <past>": X acts twice (a repeat
+  actor); the answer is X's first event after (last before) Y's event. One wrong option is always
+  X's other event, so the relation in time decides, not only which object acted.
+- CW "why did the X <base>": X acts twice; the cause of an event is, in this world, the event that
+  ends right before it starts (events happen one at a time); the answer is "because the Y <past>".
+Evidence: the event the right option names (for CW, the cause). Wrong options: one per event kind
+other than the answer's, each an event of the same video outside every evidence segment (for TN/TP
+the subject's own other event fills its kind). A model that does not find the evidence cannot tell
+the right option from the wrong ones, and no video-level property answers a question: each video's
+questions cover several answer kinds.
 
-Evidence: the answer event(s) for TN/TP/TC; the span from the cause's start to the effect's end for
-CW. Wrong options are events of the same video *outside* every evidence segment, one per other event
-kind: X's own other events for TN/TP/TC (so X did every option at some time), and other objects'
-events for CW. A model that ignores *when* cannot tell the right option from the wrong ones.
-
-`candidates_by_kind` enumerates every well-posed question of a script (a pure function, no RNG);
-the dataset then keeps only those whose right answer has the video's target kind (dataset.py), draws
-one wrong option from each pool, and puts the right one at a uniform position in 0-4.
+`candidates_for` enumerates the well-posed questions about one subject (pure, no RNG); the
+dataset picks one per subject, draws one wrong option from each pool and the answer's position.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,28 +29,24 @@ from pipeline.data.synthetic.timeline import Event, VideoScript
 from pipeline.data.synthetic.vocabulary import KIND_NAMES
 
 NUM_OPTIONS = 5
-TYPES = ("CW", "TN", "TP", "TC")
-TEMPORAL_TEMPLATES = {
-    "TN": ("after", "past"),
-    "TP": ("before", "past"),
-    "TC": ("while", "state"),
-}
+TYPES = ("DO", "TN", "TP", "CW")
+FAMILY_OF_TYPE = {"DO": "what", "TN": "temporal", "TP": "temporal", "CW": "causal"}
+COMPOSITIONAL_TYPES = ("TN", "TP", "CW")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A question before its wrong options, wording nuisance and option order are drawn."""
+    """A question before its wrong options, lead-in and option order are drawn."""
 
     qtype: str
     subject: int  # SceneObject.index of X
-    body: str  # the question after its lead-in, e.g. "what did the red circle do after ..."
+    body: str  # the question after its lead-in
     answer_text: str
     answer_kind: str
-    evidence_events: tuple[int, ...]  # events the right option names (the cause, for CW)
-    reference_events: tuple[int, ...]  # Y's occurrences (TN/TP/TC) or X's effect (CW)
-    segments_ds: tuple[tuple[int, int], ...]  # ground-truth evidence, sorted, deciseconds
-    # One pool per event kind other than the answer's: (option text, event index) choices, all
-    # outside every evidence segment; a wrong option is drawn from each.
+    evidence_events: tuple[int, ...]  # the events the right option names
+    reference_events: tuple[int, ...]  # Y's event (TN/TP) or X's effect event (CW)
+    segments_ds: tuple[tuple[int, int], ...]  # ground-truth evidence, deciseconds
+    # One pool per event kind other than the answer's: (option text, event index) choices.
     distractor_pools: tuple[tuple[tuple[str, int], ...], ...]
 
 
@@ -67,7 +59,9 @@ class Question:
     options: tuple[str, ...]
     answer: int  # index into options
     answer_kind: str
+    option_kinds: tuple[str, ...]  # the event kind each option names (one each of the 5)
     lead_in: str  # the linguistic nuisance value
+    cue: str  # the visual nuisance value: the colour of the backdrop behind the subject
     segments_ds: tuple[tuple[int, int], ...]
     evidence_events: tuple[int, ...]
     reference_events: tuple[int, ...]
@@ -77,154 +71,158 @@ class Question:
     def segments_s(self) -> list[list[float]]:
         return [[start / 10, end / 10] for start, end in self.segments_ds]
 
-
-def _temporal_answer(qtype: str, ref: Event, own: list[Event], max_gap_ds: int) -> Event | None:
-    """X's event answering `qtype` relative to one reference occurrence, or None if ambiguous."""
-    if qtype == "TN":
-        later = [e for e in own if e.start_ds >= ref.end_ds]
-        if not later:
-            return None
-        answer = min(later, key=lambda e: e.start_ds)
-        straddles = any(e.start_ds < ref.end_ds < e.end_ds for e in own)
-        return answer if answer.start_ds - ref.end_ds <= max_gap_ds and not straddles else None
-    if qtype == "TP":
-        earlier = [e for e in own if e.end_ds <= ref.start_ds]
-        if not earlier:
-            return None
-        answer = max(earlier, key=lambda e: e.end_ds)
-        straddles = any(e.start_ds < ref.start_ds < e.end_ds for e in own)
-        return answer if ref.start_ds - answer.end_ds <= max_gap_ds and not straddles else None
-    overlapping = [e for e in own if e.overlap_ds(ref) > 0]
-    if len(overlapping) != 1:
-        return None
-    answer = overlapping[0]
-    return answer if 2 * answer.overlap_ds(ref) >= min(answer.length_ds, ref.length_ds) else None
+    @property
+    def family(self) -> str:
+        return FAMILY_OF_TYPE[self.qtype]
 
 
-def _distractor_pools(
-    pool: list[Event], answer_kind: str, segments: tuple[tuple[int, int], ...], text_of: Callable[[Event], str]
+def _pools(
+    events: list[Event], answer_kind: str, fixed: dict[str, Event], text_of, avoid: set[int] = frozenset()
 ) -> tuple[tuple[tuple[str, int], ...], ...] | None:
-    """Per kind other than `answer_kind`, the events of `pool` outside every segment (None if one is empty)."""
+    """Per kind other than `answer_kind`: `fixed[kind]` if given, else the `events` of that kind,
+    preferring those not in `avoid`. None when a kind has no event."""
     pools = []
     for kind in KIND_NAMES:
         if kind == answer_kind:
             continue
-        outside = tuple(
-            (text_of(e), e.index)
-            for e in pool
-            if e.kind == kind and all(e.end_ds <= start or e.start_ds >= end for start, end in segments)
-        )
-        if not outside:
+        if kind in fixed:
+            pools.append(((text_of(fixed[kind]), fixed[kind].index),))
+            continue
+        of_kind = [e for e in events if e.kind == kind]
+        preferred = [e for e in of_kind if e.index not in avoid] or of_kind
+        if not preferred:
             return None
-        pools.append(outside)
+        pools.append(tuple((text_of(e), e.index) for e in preferred))
     return tuple(pools)
 
 
-def _merge_segments(events: list[Event]) -> tuple[tuple[int, int], ...]:
-    return tuple(sorted({(e.start_ds, e.end_ds) for e in events}))
+def what_candidate(script: VideoScript, subject: int) -> Candidate | None:
+    """DO: "what did the X do", for an object that acts once."""
+    own = script.events_of(subject)
+    if len(own) != 1:
+        return None
+    event = own[0]
+    others = [e for e in script.events if e.obj != subject]
+    pools = _pools(others, event.kind, {}, lambda e: e.text())
+    if pools is None:
+        return None
+    name = script.objects[subject].name
+    return Candidate(
+        qtype="DO",
+        subject=subject,
+        body=f"what did the {name} do",
+        answer_text=event.text(),
+        answer_kind=event.kind,
+        evidence_events=(event.index,),
+        reference_events=(),
+        segments_ds=((event.start_ds, event.end_ds),),
+        distractor_pools=pools,
+    )
 
 
-def temporal_candidates(script: VideoScript) -> list[Candidate]:
-    """Every well-posed TN/TP/TC question of the video, whatever its answer kind."""
-    max_gap_ds = script.duration_ds // 10
+def temporal_candidates(script: VideoScript, subject: int) -> list[Candidate]:
+    """TN / TP about a repeat actor, relative to each other object's event."""
+    own = script.events_of(subject)
+    if len(own) < 2:
+        return []
+    names = {o.index: o.name for o in script.objects}
     candidates = []
-    for x in script.objects:
-        own = script.events_of(x.index)
-        for y in script.objects:
-            if y.index == x.index:
+    for reference in script.events:
+        if reference.obj == subject:
+            continue
+        after = [e for e in own if e.start_ds >= reference.end_ds]
+        before = [e for e in own if e.end_ds <= reference.start_ds]
+        for qtype, relation, pick in (("TN", "after", after[:1]), ("TP", "before", before[-1:])):
+            if not pick:
                 continue
-            # Y's events grouped by wording, in first-occurrence order (dicts keep insertion order).
-            references: dict[str, list[Event]] = defaultdict(list)
-            for event in script.events_of(y.index):
-                references[event.text("past")].append(event)
-            for occurrences in references.values():
-                for qtype, (relation, form) in TEMPORAL_TEMPLATES.items():
-                    answers = [_temporal_answer(qtype, ref, own, max_gap_ds) for ref in occurrences]
-                    if any(a is None for a in answers) or len({a.text() for a in answers}) != 1:
-                        continue
-                    segments = _merge_segments(answers)
-                    pools = _distractor_pools(own, answers[0].kind, segments, lambda e: e.text())
-                    if pools is None:
-                        continue
-                    candidates.append(
-                        Candidate(
-                            qtype=qtype,
-                            subject=x.index,
-                            body=f"what did the {x.name} do {relation} the {y.name} {occurrences[0].text(form)}",
-                            answer_text=answers[0].text(),
-                            answer_kind=answers[0].kind,
-                            evidence_events=tuple(sorted({a.index for a in answers})),
-                            reference_events=tuple(r.index for r in occurrences),
-                            segments_ds=segments,
-                            distractor_pools=pools,
-                        )
-                    )
+            answer = pick[0]
+            fixed = {e.kind: e for e in own if e.index != answer.index}
+            others = [e for e in script.events if e.obj != subject]
+            pools = _pools(others, answer.kind, fixed, lambda e: e.text(), avoid={reference.index})
+            if pools is None:
+                continue
+            candidates.append(
+                Candidate(
+                    qtype=qtype,
+                    subject=subject,
+                    body=f"what did the {names[subject]} do {relation} the {names[reference.obj]} {reference.text()}",
+                    answer_text=answer.text(),
+                    answer_kind=answer.kind,
+                    evidence_events=(answer.index,),
+                    reference_events=(reference.index,),
+                    segments_ds=((answer.start_ds, answer.end_ds),),
+                    distractor_pools=pools,
+                )
+            )
     return candidates
 
 
-def causal_candidates(script: VideoScript) -> list[Candidate]:
-    """Every well-posed CW question of the video (one per causal link at most)."""
+def causal_candidates(script: VideoScript, subject: int) -> list[Candidate]:
+    """CW about a repeat actor: "why did X <base>", answered by the event right before X's."""
+    own = script.events_of(subject)
+    if len(own) < 2:
+        return []
     names = {o.index: o.name for o in script.objects}
 
     def because(event: Event) -> str:
         return f"because the {names[event.obj]} {event.text()}"
 
     candidates = []
-    for cause_index, effect_index in script.causal_links:
-        cause, effect = script.events[cause_index], script.events[effect_index]
-        own_texts = [e.text() for e in script.events_of(effect.obj)]
-        if own_texts.count(effect.text()) != 1:
-            continue  # "why did X <base>" would not say which of X's events
-        segments = ((cause.start_ds, effect.end_ds),)
-        others = [e for e in script.events if e.obj != effect.obj]
-        pools = _distractor_pools(others, cause.kind, segments, because)
+    for effect in own:
+        if effect.index == 0:
+            continue
+        cause = script.events[effect.index - 1]
+        outside = [e for e in script.events if e.index not in (cause.index, effect.index)]
+        pools = _pools(outside, cause.kind, {}, because)
         if pools is None:
             continue
         candidates.append(
             Candidate(
                 qtype="CW",
-                subject=effect.obj,
-                body=f"why did the {names[effect.obj]} {effect.text('base')}",
+                subject=subject,
+                body=f"why did the {names[subject]} {effect.text('base')}",
                 answer_text=because(cause),
                 answer_kind=cause.kind,
                 evidence_events=(cause.index,),
                 reference_events=(effect.index,),
-                segments_ds=segments,
+                segments_ds=((cause.start_ds, cause.end_ds),),
                 distractor_pools=pools,
             )
         )
     return candidates
 
 
-def candidates_by_kind(script: VideoScript) -> dict[str, list[Candidate]]:
-    """All well-posed questions of the video, grouped by the kind of their right answer."""
-    grouped: dict[str, list[Candidate]] = {kind: [] for kind in KIND_NAMES}
-    for candidate in causal_candidates(script) + temporal_candidates(script):
-        grouped[candidate.answer_kind].append(candidate)
-    return grouped
+def candidates_for(script: VideoScript, subject: int) -> dict[str, list[Candidate]]:
+    """Every well-posed question about `subject`, by type (DO for single actors, else TN/TP/CW)."""
+    what = what_candidate(script, subject)
+    if what is not None:
+        return {"DO": [what]}
+    grouped: dict[str, list[Candidate]] = {t: [] for t in COMPOSITIONAL_TYPES}
+    for candidate in temporal_candidates(script, subject) + causal_candidates(script, subject):
+        grouped[candidate.qtype].append(candidate)
+    return {t: c for t, c in grouped.items() if c}
 
 
-def select_candidates(rng: np.random.Generator, candidates: list[Candidate], count: int) -> list[Candidate]:
-    """Up to `count` candidates, round-robin over the types (CW first, the rarest) to mix them."""
-    queues: dict[str, list[Candidate]] = {}
-    for qtype in TYPES:
-        of_type = [c for c in candidates if c.qtype == qtype]
-        queues[qtype] = [of_type[int(i)] for i in rng.permutation(len(of_type))]
-    chosen: list[Candidate] = []
-    while len(chosen) < count and any(queues.values()):
-        for qtype in TYPES:
-            if queues[qtype] and len(chosen) < count:
-                chosen.append(queues[qtype].pop(0))
-    return chosen
+def choose_candidate(rng: np.random.Generator, by_type: dict[str, list[Candidate]]) -> Candidate:
+    """A type uniformly among those available, then a candidate of it uniformly."""
+    types = [t for t in TYPES if by_type.get(t)]
+    qtype = types[int(rng.integers(len(types)))]
+    pool = by_type[qtype]
+    return pool[int(rng.integers(len(pool)))]
 
 
-def finalize(rng: np.random.Generator, candidate: Candidate, qid: int, lead_in: str) -> Question:
+def finalize(rng: np.random.Generator, candidate: Candidate, qid: int, lead_in: str, cue: str) -> Question:
     """Draw one wrong option per pool, put the answer at a uniform position, add the lead-in."""
+    wrong_kinds = [k for k in KIND_NAMES if k != candidate.answer_kind]
     wrong = [pool[int(rng.integers(len(pool)))] for pool in candidate.distractor_pools]
-    wrong = [wrong[int(i)] for i in rng.permutation(len(wrong))]
+    order = rng.permutation(len(wrong))
+    wrong = [wrong[int(i)] for i in order]
+    wrong_kinds = [wrong_kinds[int(i)] for i in order]
     answer = int(rng.integers(NUM_OPTIONS))
     options: list[tuple[str, tuple[int, ...]]] = [(text, (event,)) for text, event in wrong]
     options.insert(answer, (candidate.answer_text, candidate.evidence_events))
+    kinds = list(wrong_kinds)
+    kinds.insert(answer, candidate.answer_kind)
     texts = tuple(text for text, _ in options)
     if len(set(texts)) != NUM_OPTIONS:
         raise AssertionError(f"options are not distinct: {texts}")
@@ -236,7 +234,9 @@ def finalize(rng: np.random.Generator, candidate: Candidate, qid: int, lead_in: 
         options=texts,
         answer=answer,
         answer_kind=candidate.answer_kind,
+        option_kinds=tuple(kinds),
         lead_in=lead_in,
+        cue=cue,
         segments_ds=candidate.segments_ds,
         evidence_events=candidate.evidence_events,
         reference_events=candidate.reference_events,
