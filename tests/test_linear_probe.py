@@ -1,5 +1,6 @@
 """The linear probe of the visual features (benchmarks/linear_probe.py): frame labels on a hand-made
-timeline and against the renderer, the probe on separable vs random features, and a tiny end-to-end run."""
+events record and on generated timelines, the probe on separable vs random features, and a tiny
+end-to-end run."""
 
 from __future__ import annotations
 
@@ -14,81 +15,161 @@ from benchmarks import linear_probe as lp
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import write_table
 from pipeline.config import SyntheticConfig
-from pipeline.data.synthetic import build_dataset
-from pipeline.data.synthetic.render import frame_states
-from pipeline.data.synthetic.vocabulary import FLASH_RGB, PALETTE, SIZE_BIG, SIZE_NORMAL, SIZE_SMALL
+from pipeline.data.synthetic import build_dataset, get_preset
+from pipeline.data.synthetic.vocabulary import COLOURS, KIND_BY_NAME, KIND_NAMES, STATES
 from pipeline.data.synthetic.writer import events_json
 from pipeline.errors import PipelineError
 
-# Objects in cells right (0), left (1), middle (2); 4 s at 10 fps (frames 0..39).
-TIMELINE = {
-    "duration": 4,
+
+def _object(index: int, colour: str, shape: str, cell: int) -> dict:
+    return {
+        "index": index,
+        "name": f"{colour} {shape}",
+        "colour": colour,
+        "shape": shape,
+        "cell": cell,
+        "y_offset": 0.0,
+    }
+
+
+def _event(index: int, obj: int, kind: str, start: float, end: float) -> dict:
+    return {"index": index, "object": obj, "kind": kind, "start": start, "end": end, "text": KIND_BY_NAME[kind].past}
+
+
+# An `events_{split}.json` entry in generator-2 format: 6 s at 10 fps (frames 0..59); every object is on
+# screen from 0.4 s before each of its events to 0.4 s after: red [0, 1.2) and [2.2, 3.6), green [0.6, 2.0),
+# blue [1.4, 2.8), yellow [3.0, 4.4), purple [3.8, 5.2), cyan [4.6, 6.0); red and purple share cell 0,
+# green and cyan cell 1, never at the same time.
+RECORD = {
+    "duration": 6,
     "fps": 10,
-    "background": "navy",
+    "pad": 0.4,
     "objects": [
-        {"index": 0, "colour": "red", "cell": 2},
-        {"index": 1, "colour": "blue", "cell": 0},
-        {"index": 2, "colour": "green", "cell": 1},
+        _object(0, "red", "circle", 0),
+        _object(1, "green", "square", 1),
+        _object(2, "blue", "triangle", 2),
+        _object(3, "yellow", "circle", 3),
+        _object(4, "purple", "square", 0),
+        _object(5, "cyan", "triangle", 1),
     ],
     "events": [
-        {"object": 0, "kind": "grow", "colour": None, "start": 0.5, "end": 1.0},
-        {"object": 1, "kind": "recolour", "colour": "yellow", "start": 0.8, "end": 1.5},
-        {"object": 2, "kind": "disappear", "colour": None, "start": 1.0, "end": 2.0},
-        {"object": 0, "kind": "flash", "colour": None, "start": 2.0, "end": 2.5},
-        {"object": 1, "kind": "shrink", "colour": None, "start": 3.0, "end": 3.5},
+        _event(0, 0, "grow", 0.2, 0.8),
+        _event(1, 1, "shrink", 1.0, 1.6),
+        _event(2, 2, "glow", 1.8, 2.4),
+        _event(3, 0, "pale", 2.6, 3.2),
+        _event(4, 3, "split", 3.4, 4.0),
+        _event(5, 4, "shrink", 4.2, 4.8),
+        _event(6, 5, "grow", 5.0, 5.6),
     ],
+    "cues": [
+        {"object": 0, "colour": "navy", "start": 0.8, "end": 1.2},
+        {"object": 3, "colour": "plum", "start": 3.0, "end": 3.4},
+    ],
+    "questions": {
+        "0": {
+            "type": "DO",
+            "subject": 3,
+            "answer_kind": "split",
+            "option_kinds": ["grow", "shrink", "glow", "pale", "split"],
+            "cue": "plum",
+            "lead_in": "in the scene",
+            "reference_events": [],
+            "evidence_events": [4],
+            "option_events": [[0], [1], [2], [3], [4]],
+        }
+    },
 }
 
-# t -> (slot left, middle, right), (colour left, middle, right), kinds under way anywhere
+# t -> (red, green, blue, yellow, purple, cyan), the event under way, cue shown. A time shows frame rint(t * fps).
+A = "absent"
 GOLDEN = {
-    0.0: (("normal", "normal", "normal"), ("blue", "green", "red"), set()),
-    0.44: (("normal", "normal", "normal"), ("blue", "green", "red"), set()),  # shows frame 4 (0.4 s)
-    0.46: (("normal", "normal", "grown"), ("blue", "green", "red"), {"grow"}),  # frame 5: start is inclusive
-    0.9: (("recoloured", "normal", "grown"), ("yellow", "green", "red"), {"grow", "recolour"}),
-    1.0: (("recoloured", "gone", "normal"), ("yellow", "none", "red"), {"recolour", "disappear"}),  # end exclusive
-    2.0: (("normal", "normal", "flashing"), ("blue", "green", "white"), {"flash"}),
-    3.2: (("shrunk", "normal", "normal"), ("blue", "green", "red"), {"shrink"}),
-    9.0: (("normal", "normal", "normal"), ("blue", "green", "red"), set()),  # past the end: the last frame
+    -1.0: (("normal", A, A, A, A, A), "none", "no"),  # before the start: the first frame
+    0.0: (("normal", A, A, A, A, A), "none", "no"),
+    0.2: (("big", A, A, A, A, A), "grow", "no"),  # start inclusive
+    0.6: (("big", "normal", A, A, A, A), "grow", "no"),  # green comes on screen 0.4 s before its event
+    0.8: (("normal", "normal", A, A, A, A), "none", "yes"),  # end exclusive; red's backdrop
+    0.84: (("normal", "normal", A, A, A, A), "none", "yes"),  # shows frame 8
+    1.16: ((A, "small", A, A, A, A), "shrink", "no"),  # shows frame 12: red and its cue have gone
+    2.0: ((A, A, "glowing", A, A, A), "glow", "no"),
+    2.9: (("pale", A, A, A, A, A), "pale", "no"),  # red's second event
+    3.3: (("normal", A, A, "normal", A, A), "none", "yes"),  # yellow's backdrop
+    3.7: ((A, A, A, "split", A, A), "split", "no"),
+    4.5: ((A, A, A, A, "small", A), "shrink", "no"),
+    5.3: ((A, A, A, A, A, "big"), "grow", "no"),
+    5.9: ((A, A, A, A, A, "normal"), "none", "no"),
+    9.0: ((A, A, A, A, A, "normal"), "none", "no"),  # past the end: the last frame
 }
+SLOT_ORDER = ("red", "green", "blue", "yellow", "purple", "cyan")
+
+
+def test_the_tasks():
+    assert set(lp.TASKS) == {f"slot_{c}" for c in COLOURS} | {"event", "cue_shown"}
+    assert set(lp.TASKS["slot_red"]) == {"absent", "normal", "big", "small", "glowing", "pale", "split"}
+    assert lp.TASKS["event"] == ("none", *KIND_NAMES) and lp.TASKS["cue_shown"] == ("no", "yes")
 
 
 @pytest.mark.parametrize("t", sorted(GOLDEN))
-def test_frame_labels_match_the_hand_made_timeline(t: float):
-    slots, colours, kinds = GOLDEN[t]
-    labels = lp.frame_labels(TIMELINE, t)
+def test_frame_labels_match_the_hand_made_record(t: float):
+    slots, event, cue = GOLDEN[t]
+    labels = lp.frame_labels(RECORD, t)
     assert set(labels) == set(lp.TASKS)
-    assert (labels["slot_left"], labels["slot_middle"], labels["slot_right"]) == slots
-    assert (labels["colour_left"], labels["colour_middle"], labels["colour_right"]) == colours
-    assert {k for k in ("grow", "shrink", "flash", "recolour", "disappear") if labels[f"any_{k}"] == "yes"} == kinds
-    assert labels["background"] == "navy"
+    assert tuple(labels[f"slot_{colour}"] for colour in SLOT_ORDER) == slots
+    assert (labels["event"], labels["cue_shown"]) == (event, cue)
     for task, label in labels.items():
         assert label in lp.TASKS[task], task
 
 
-def test_frame_labels_agree_with_the_renderer_on_generated_videos():
-    """Every frame of generated tiny videos: the label says what `render.frame_states` draws."""
-    cfg = SyntheticConfig(preset="tiny")
-    dataset = build_dataset(cfg, total_videos=4)
-    cell_size = min(cfg.width / 3, cfg.height)
-    size_of_state = {"normal": SIZE_NORMAL, "grown": SIZE_BIG, "shrunk": SIZE_SMALL}
-    checked = 0
+def expected_labels(record: dict, frame: int) -> dict[str, str]:
+    """Labels of frame `frame` worked out from the record's seconds (independently of the renderer)."""
+    fps, pad = record["fps"], round(record["pad"] * 10)
+    tick = 10 * frame  # deciseconds x fps
+
+    def ds(seconds: float) -> int:
+        return round(seconds * 10)
+
+    labels = {"event": "none", "cue_shown": "no"}
+    for obj in record["objects"]:
+        state = "absent"
+        for e in (e for e in record["events"] if e["object"] == obj["index"]):
+            if ds(e["start"]) * fps <= tick < ds(e["end"]) * fps:
+                state = KIND_BY_NAME[e["kind"]].state
+                labels["event"] = e["kind"]
+            elif (ds(e["start"]) - pad) * fps <= tick < (ds(e["end"]) + pad) * fps and state == "absent":
+                state = "normal"
+        labels[f"slot_{obj['colour']}"] = state
+    if any(ds(c["start"]) * fps <= tick < ds(c["end"]) * fps for c in record["cues"]):
+        labels["cue_shown"] = "yes"
+    return labels
+
+
+def test_frame_labels_follow_generated_timelines():
+    """Every frame of generated tiny videos, and the frames the features sample: the label says what the
+    record says, and `label_frames` lays them out video-major."""
+    dataset = build_dataset(SyntheticConfig(preset="tiny", seed=4))
+    seen = {task: set() for task in lp.TASKS}
     for split, videos in dataset.videos.items():
         records = json.loads(events_json(dataset, split))
         for video in videos:
             record = records[video.video_id]
-            states = frame_states(video.script, cfg.width, cfg.height)
-            for i, frame in enumerate(states):
-                labels = lp.frame_labels(record, i / video.script.fps)
-                for obj, (visible, rgb, radius) in zip(video.script.objects, frame, strict=True):
-                    slot, look = labels[f"slot_{lp.SLOTS[obj.cell]}"], labels[f"colour_{lp.SLOTS[obj.cell]}"]
-                    assert visible == (slot != "gone") == (look != "none")
-                    if visible:
-                        assert rgb == (FLASH_RGB if look == "white" else PALETTE[look])
-                        assert (slot == "flashing") == (look == "white")
-                        if slot in size_of_state:
-                            assert radius == max(2, round(size_of_state[slot] * cell_size))
-                    checked += 1
-    assert checked > 1000
+            for frame in range(video.script.frame_count):
+                labels = lp.frame_labels(record, frame / record["fps"])
+                assert labels == expected_labels(record, frame), (video.video_id, frame)
+                for task, label in labels.items():
+                    seen[task].add(label)
+        ids = [v.video_id for v in videos]
+        T = 16
+        timestamps = np.stack([(np.arange(T) + 0.5) * records[vid]["duration"] / T for vid in ids])  # (N, T)
+        labels = lp.label_frames(records, ids, timestamps)
+        for task, values in labels.items():
+            assert values.shape == (len(ids) * T,)
+            expected = [
+                expected_labels(records[vid], int(np.rint(t * records[vid]["fps"])))[task]
+                for vid, times in zip(ids, timestamps, strict=True)
+                for t in times
+            ]
+            assert values.tolist() == expected, task
+    assert seen["slot_red"] == {"absent", *STATES} and seen["event"] == set(lp.TASKS["event"])
+    assert seen["cue_shown"] == {"no", "yes"}
 
 
 def _blobs(n: int, classes: tuple[str, ...], D: int, seed: int, spread: float) -> tuple[np.ndarray, np.ndarray]:
@@ -132,9 +213,12 @@ def test_probe_refuses_a_single_training_class():
         lp.probe(x, np.array(["a"] * 10), x, np.array(["a"] * 10), ("a", "b"))
 
 
+ENCODED = ("cue_shown", "slot_red")  # the tasks the fake features of `_write_synthetic` encode
+
+
 def _write_synthetic(tmp_path: Path, T: int = 16) -> tuple[Path, Path]:
-    """Tiny benchmark sidecars, and features that encode the background and the left slot's state only."""
-    dataset = build_dataset(SyntheticConfig(preset="tiny"))
+    """Benchmark sidecars of 40 tiny-preset videos, and features that encode `ENCODED` only (plus noise)."""
+    dataset = build_dataset(SyntheticConfig(preset="tiny"), total_videos=40)
     synthetic = tmp_path / "synthetic"
     synthetic.mkdir()
     rng = np.random.default_rng(0)
@@ -145,10 +229,7 @@ def _write_synthetic(tmp_path: Path, T: int = 16) -> tuple[Path, Path]:
         for video in videos:
             t = (np.arange(T) + 0.5) * video.script.duration_s / T
             labels = lp.label_frames(records, [video.video_id], t[None])
-            onehot = [
-                np.eye(len(lp.TASKS[task]))[[lp.TASKS[task].index(v) for v in labels[task]]]
-                for task in ("background", "slot_left")
-            ]
+            onehot = [np.eye(len(lp.TASKS[task]))[[lp.TASKS[task].index(v) for v in labels[task]]] for task in ENCODED]
             feats.append(np.hstack([*onehot, rng.standard_normal((T, 4))]))
             ids.append(video.video_id)
             times.append(t.tolist())
@@ -177,14 +258,20 @@ def test_end_to_end_on_a_tiny_benchmark(tmp_path: Path, capsys):
     features, synthetic = _write_synthetic(tmp_path)
     lp.main(["--features", str(features), "--synthetic", str(synthetic), "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert set(report["tasks"]) == set(lp.TASKS)
-    assert report["tasks"]["background"]["accuracy"] == 1.0
-    assert report["tasks"]["slot_left"]["balanced_accuracy"] > 0.95
-    assert report["tasks"]["slot_right"]["balanced_accuracy"] < 0.7  # not in the features
-    assert set(report["tasks"]["background"]["accuracy_by_group"]) == {"test_iid", "test_ood"}
+    tasks = report["tasks"]
+    assert set(tasks) == set(lp.TASKS) and report["model"] == "fake" and report["num_frames"] == 16
+    assert tasks["cue_shown"]["accuracy"] == 1.0 and tasks["cue_shown"]["well_above_chance"]
+    assert tasks["slot_red"]["balanced_accuracy"] > 0.95 and tasks["slot_red"]["well_above_chance"]
+    for task in ("slot_green", "slot_blue", "event"):  # not in the features
+        assert not tasks[task]["well_above_chance"], (task, tasks[task]["balanced_accuracy"])
+        assert tasks[task]["balanced_accuracy"] < 0.5, (task, tasks[task]["balanced_accuracy"])
+    assert set(tasks["cue_shown"]["accuracy_by_group"]) == {"test_iid", "test_ood"}
+    sizes = get_preset("tiny").split_sizes(40)
+    assert tasks["event"]["n_test"] == 16 * (sizes["test_iid"] + sizes["test_ood"])  # video-disjoint test frames
+    assert tasks["event"]["n_train"] == 16 * sizes["train"]
     lp.main(["--features", str(features), "--synthetic", str(synthetic)])
     table = capsys.readouterr().out
-    assert "slot_left" in table and "per-class recall" in table
+    assert "slot_red" in table and "per-class recall" in table
 
 
 def test_missing_timelines_are_a_user_error(tmp_path: Path, capsys):

@@ -21,6 +21,7 @@ params give the same benchmark, and a video does not change when other videos ar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -81,8 +82,10 @@ def draw_nuisance(rng: np.random.Generator, values: tuple[str, ...], paired: str
     return paired if forced and not ood else uniform
 
 
-def _cue_window(rng: np.random.Generator, script: VideoScript, question: Question) -> tuple[int, int]:
-    windows = cue_windows(script, question.subject, question.segments_ds)
+def _cue_window(rng: np.random.Generator, script: VideoScript, question: Question, num_frames: int) -> tuple[int, int]:
+    # At least one spacing of the preset's T-frame uniform sampling long, so every cue is in a sampled frame.
+    spacing = math.ceil(script.duration_ds / num_frames)
+    windows = cue_windows(script, question.subject, question.segments_ds, spacing)
     if not windows:
         raise AssertionError(f"no pad of object {question.subject} clear of the evidence {question.segments_ds}")
     return windows[int(rng.integers(len(windows)))]
@@ -114,7 +117,7 @@ def build_video(cfg: SyntheticConfig, preset: Preset, split: str, index: int) ->
         lead_in = draw_nuisance(rng, LEAD_INS, paired_lead_in(candidate.answer_kind), cfg.rho_language, ood)
         cue = draw_nuisance(rng, CUE_NAMES, paired_cue(candidate.answer_kind), cfg.rho_visual, ood)
         question = finalize(rng, candidate, qid, lead_in, cue)
-        start, end = _cue_window(rng, script, question)
+        start, end = _cue_window(rng, script, question, preset.num_frames)
         questions.append(question)
         cues.append(Cue(obj=subject, colour=cue, start_ds=start, end_ds=end))
     script = replace(script, cues=tuple(sorted(cues, key=lambda c: (c.start_ds, c.obj))))

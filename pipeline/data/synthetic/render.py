@@ -10,7 +10,7 @@ its state (normal, big, small, glowing, pale, split in two), over its cell's bac
 is shown. A frame depends only
 on the tuple of cell states, so each distinct frame is drawn once and reused.
 
-`scene_states` is also what the oracle visual features are made of (pipeline/oracle_features.py).
+`scene_states` is also what the oracle visual features are made of (`pipeline/data/synthetic/oracle.py`).
 The encoder is deterministic: the same script gives byte-identical files (checked in the tests).
 """
 

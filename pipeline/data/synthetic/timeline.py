@@ -250,14 +250,20 @@ class NoCellError(ValueError):
     """More objects on screen at once than there are cells (the caller draws another timeline)."""
 
 
-def cue_windows(script: VideoScript, subject: int, evidence: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:
-    """Where the subject's cue may go: its pads (on screen, normal look) that do not touch the evidence,
-    those of the subject's events next to the evidence first."""
+def cue_windows(
+    script: VideoScript, subject: int, evidence: tuple[tuple[int, int], ...], min_length_ds: int = 1
+) -> list[tuple[int, int]]:
+    """Where the subject's cue may go: its pads (on screen, normal look) that do not touch the evidence and
+    last at least `min_length_ds`, those of the subject's events next to the evidence first.
+
+    A pad cut short by the start or end of the video can be shorter than a sample spacing (or hold no
+    frame at all); `min_length_ds` = one spacing of the preset's T-frame sampling keeps every cue seen.
+    """
     pads: list[tuple[int, tuple[int, int]]] = []
     for event in script.events_of(subject):
         start, end = script.window(event)
         for pad in ((start, event.start_ds), (event.end_ds, end)):
-            if pad[1] - pad[0] >= 1 and all(pad[1] <= s or pad[0] >= e for s, e in evidence):
+            if pad[1] - pad[0] >= min_length_ds and all(pad[1] <= s or pad[0] >= e for s, e in evidence):
                 near = any(min(abs(pad[0] - e), abs(pad[1] - s)) == 0 for s, e in evidence)
                 pads.append((0 if near else 1, pad))
     best = min((near for near, _ in pads), default=None)
