@@ -18,6 +18,7 @@ would become ~60 plus that layer and a new direct dependency: not simpler, so th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -101,6 +102,13 @@ class DataConfig:
 
     def validate(self, key: str) -> None:
         check(bool(self.eval_splits), f"{key}.eval_splits", "must list at least one split")
+        check(
+            not self.val_split or self.val_split not in self.eval_splits,
+            f"{key}.val_split",
+            f"({self.val_split!r}) is also listed in `{key}.eval_splits`: the checkpoint would be chosen on the "
+            f'questions it is scored on. Evaluate on another split, or set {key}.val_split to "" (no model '
+            "selection: the last epoch is kept)",
+        )
 
     @property
     def splits(self) -> list[str]:
@@ -309,6 +317,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"params: `{key}` must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"params: `{key}` must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -354,20 +364,32 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load`, with a syntax error reported as one line naming `where`, the line and the column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError(f"{where}{at}: YAML syntax error: {detail}") from None
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> Params:
     """Load `params.yaml` strictly. `overrides` are `key.sub=value` strings (YAML values)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} not found (run from the repository root or pass --params)")
-    with path.open() as fh:
-        tree = yaml.safe_load(fh) or {}
+    tree = _parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"params file {path} must hold a mapping of sections")
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"params: override {item!r} must look like `section.key=value`")
         dotted, raw = item.split("=", 1)
-        _set_dotted(tree, dotted.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, dotted.strip(), _parse_yaml(raw, f"override {item!r}"))
     params = build(Params, tree)
     validate_params(params)
     return params
