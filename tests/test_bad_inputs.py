@@ -7,6 +7,7 @@ variable frame rate); annotation folders in NExT-GQA's format (tests/test_datase
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import fractions
 import json
@@ -21,10 +22,11 @@ from pipeline.artifacts.parquet import read_table
 from pipeline.artifacts.schemas import VIDEO_MANIFEST
 from pipeline.cli import app
 from pipeline.config import ConfigError, DecodeConfig, load_params
+from pipeline.data.datasets import AnnotationError, load_dataset
 from pipeline.data.decode import read_frames
 from stages import prepare
 from tests.conftest import REPO_ROOT
-from tests.test_datasets import _prepare_params, write_split
+from tests.test_datasets import _prepare_params, nextgqa_config, write_split
 from tests.test_video_probe import write_video
 
 # ---------------------------------------------------------------------------------------------
@@ -91,6 +93,71 @@ def good_video(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Annotations
+
+
+def test_non_utf8_bytes_name_file_line_and_byte(tmp_path: Path):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good"})
+    text = (root / "val.csv").read_bytes()
+    (root / "val.csv").write_bytes(text.replace(b"what does the boy do", b"what does the caf\xe9 boy do"))
+    offset = text.index(b"what does the boy do") + len(b"what does the caf")
+    column = offset - (text.index(b"\n") + 1) + 1  # line 2 starts after the header's newline
+    message = rf"val\.csv line 2, byte {offset} \(column {column}\): byte 0xe9 is not valid UTF-8"
+    with pytest.raises(AnnotationError, match=message):
+        load_dataset(nextgqa_config(root))
+    (root / "val.csv").write_bytes(text)
+    gsub = b'{\n "good": {"duration": 4, "location": {}, "note": "\xff"}}'
+    (root / "gsub_val.json").write_bytes(gsub)
+    offset = gsub.index(b"\xff")
+    with pytest.raises(
+        AnnotationError, match=rf"gsub_val\.json line 2, byte {offset} \(column {offset - 1}\): byte 0xff"
+    ):
+        load_dataset(nextgqa_config(root))
+    # Through the CLI: one line, exit status 2, no traceback.
+    overrides = [
+        "data.dataset=nextgqa",
+        f"data.annotation_dir={root}",
+        'data.train_split=""',
+        "data.eval_splits=[test]",
+    ]
+    result = CliRunner().invoke(
+        app, ["prepare", "--params", str(REPO_ROOT / "params.yaml"), *(f"-S{o}" for o in overrides)]
+    )
+    assert result.exit_code == 2 and "byte 0xff is not valid UTF-8" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_utf8_bom_is_accepted(tmp_path: Path, good_video: Path):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good"})
+    for name in ("val.csv", "test.csv", "map_vid_vidorID.json"):
+        (root / name).write_bytes(codecs.BOM_UTF8 + (root / name).read_bytes())
+    questions = load_dataset(nextgqa_config(root)).questions
+    assert [(q.split, q.video_id, q.answer) for q in questions] == [("val", "good", 0), ("test", "good", 4)]
+
+
+@pytest.mark.parametrize("bad", ["7", "-1"])
+def test_answer_index_out_of_range_is_reported_on_its_row(tmp_path: Path, bad: str):
+    rows = [{"video_id": "v1", "qid": str(i), "answer": answer} for i, answer in enumerate(["4", "0", bad, "2"])]
+    write_split(tmp_path, "val", rows)
+    (tmp_path / "map_vid_vidorID.json").write_text(json.dumps({"v1": "0/v1"}))
+    message = rf"val\.csv line 4 \(video v1, qid 2\): answer index {bad} is outside the 5 options \(0-4\)"
+    with pytest.raises(AnnotationError, match=message):
+        load_dataset(nextgqa_config(tmp_path, eval_splits=["val"], val_split=""))
+    # Without the bad row the file loads, as indices.
+    write_split(tmp_path, "val", [rows[0], rows[1], rows[3]])
+    answers = [q.answer for q in load_dataset(nextgqa_config(tmp_path, eval_splits=["val"], val_split="")).questions]
+    assert answers == [4, 0, 2]
+
+
+def test_numeric_option_texts_are_still_text_answers(tmp_path: Path):
+    # Counting questions: every answer is an integer, one "out of range", but each is its row's option text.
+    rows = [
+        {"video_id": "v1", "qid": "0", "answer": "7", "a0": "3", "a1": "5", "a2": "7", "a3": "9", "a4": "11"},
+        {"video_id": "v1", "qid": "1", "answer": "1", "a0": "0", "a1": "1", "a2": "2", "a3": "3", "a4": "4"},
+    ]
+    write_split(tmp_path, "val", rows)
+    (tmp_path / "map_vid_vidorID.json").write_text(json.dumps({"v1": "0/v1"}))
+    questions = load_dataset(nextgqa_config(tmp_path, eval_splits=["val"], val_split="")).questions
+    assert [q.answer for q in questions] == [2, 1]
 
 
 # ---------------------------------------------------------------------------------------------

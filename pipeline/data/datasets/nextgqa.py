@@ -12,6 +12,8 @@ Files read from `data.annotation_dir`, for each split in `data.splits`:
 - `frame2time_{split}.json` (optional): `{video_id: [t_1 .. t_T]}`, the official frame times.
 - `map_vid_vidorID.json`: `{video_id: "folder/video_id"}`; the video is `<data.video_root>/<path>.mp4`.
 
+Files are read as UTF-8 (a leading BOM is accepted); other bytes are an error naming file, line and byte.
+
 A split named in params whose csv is missing is an error naming the file and the param; an
 empty split name ("" in params) means "no such split" and is skipped (`DataConfig.splits`).
 """
@@ -19,6 +21,7 @@ empty split name ("" in params) means "no such split" and is skipped (`DataConfi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -35,6 +38,7 @@ from pipeline.data.datasets.base import (
     answers_are_indices,
     missing_split_error,
     parse_segment,
+    read_text,
     resolve_answer,
     sort_questions,
 )
@@ -54,8 +58,7 @@ class VideoGrounding:
 
 def read_json(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
 
@@ -125,7 +128,7 @@ def _option_columns(header: list[str], path: Path) -> list[str]:
 
 def read_questions(path: Path, split: str, grounding: dict[str, VideoGrounding]) -> tuple[list[QARecord], list[str]]:
     """`{split}.csv` -> QARecords (segments and duration from `grounding`), plus log warnings."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -138,7 +141,11 @@ def read_questions(path: Path, split: str, grounding: dict[str, VideoGrounding])
                 raise AnnotationError(f"{path} line {reader.line_num}: expected {len(header)} fields, like the header")
             rows.append((reader.line_num, row))
 
-    as_index = answers_are_indices([row["answer"] for _, row in rows], len(option_columns))
+    as_index = answers_are_indices(
+        [row["answer"] for _, row in rows],
+        len(option_columns),
+        [tuple(row[c] for c in option_columns) for _, row in rows],
+    )
     questions, seen, ambiguous = [], {}, []
     for line, row in rows:
         video_id, qid = row["video_id"].strip(), row["qid"].strip()
