@@ -124,9 +124,20 @@ class DecodeConfig:
     num_frames: int = 32
     # NExT-GQA ships frame2time_{split}.json: use its timestamps so results match published ones.
     use_frame2time: bool = True
+    # A probe or decode that has not returned after this many seconds is abandoned (status `timeout`).
+    timeout_s: float = 120.0
+    # Share of a video's official frame times that may lie past its end (they show the last frame,
+    # with a warning); above it the file is not the annotated video: status `mismatched`, skipped.
+    max_times_past_end: float = 0.25
 
     def validate(self, key: str) -> None:
         check(1 <= self.num_frames <= 512, f"{key}.num_frames", "must be in [1, 512]")
+        check(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0 seconds, got {self.timeout_s}")
+        check(
+            0.0 <= self.max_times_past_end <= 1.0,
+            f"{key}.max_times_past_end",
+            f"must be a share in [0, 1], got {self.max_times_past_end}",
+        )
 
 
 @dataclass(frozen=True)

@@ -10,23 +10,30 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import fractions
+import functools
 import json
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.artifacts.parquet import read_table
-from pipeline.artifacts.schemas import VIDEO_MANIFEST
+from pipeline.artifacts.parquet import read_metadata, read_table
+from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST
 from pipeline.cli import app
 from pipeline.config import ConfigError, DecodeConfig, load_params
 from pipeline.data.datasets import AnnotationError, load_dataset
-from pipeline.data.decode import read_frames
+from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded, read_frames
+from pipeline.data.video import AmbiguousVideoError, Prober, probe_video, uniform_frame_indices
+from pipeline.errors import PipelineError
 from stages import prepare
+from tests import standins
 from tests.conftest import REPO_ROOT
-from tests.test_datasets import _prepare_params, nextgqa_config, write_split
+from tests.test_datasets import STAR_FIXTURE, _prepare_params, nextgqa_config, star_config, write_split
 from tests.test_video_probe import write_video
 
 # ---------------------------------------------------------------------------------------------
@@ -89,6 +96,166 @@ def good_video(tmp_path: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # Videos
+
+
+def test_variable_frame_rate_uses_presentation_timestamps(tmp_path: Path, good_video: Path):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "vfr": "0000/vfr", "vfr_official": "0000/vfr2"})
+    write_vfr_video(root / "videos" / "0000" / "vfr.mp4", VFR_PTS)
+    write_vfr_video(root / "videos" / "0000" / "vfr2.mp4", VFR_PTS)
+    official = [0.0, 1.0, 4.9, 5.0, 5.1, 10.0, 20.0, 29.9]
+    (root / "frame2time_val.json").write_text(json.dumps({"vfr_official": official}))
+    rows = run_prepare(root, tmp_path / "out")
+
+    probe = probe_video(root / "videos" / "0000" / "vfr.mp4")
+    assert probe.vfr and probe.frame_count == 300 and probe.pts is not None
+    assert probe.pts[145] == pytest.approx(145 / 30, abs=1e-3)  # 4.83 s (index / avg fps would say 14.4 s)
+    vfr = rows["vfr"]
+    assert (vfr["status"], vfr["vfr"]) == ("ok", True)
+    # Uniform in time: centres of 8 equal segments of [0, end); each slot holds the frame shown then.
+    end = vfr["duration"]
+    assert end == pytest.approx(30.0, abs=0.2)
+    centres = (2 * np.arange(8) + 1) / 16 * end
+    timestamps = np.asarray(vfr["timestamps"])
+    np.testing.assert_allclose(timestamps, probe.pts[vfr["frame_indices"]])  # timestamps are pts
+    assert np.all(timestamps <= centres + 1e-4) and np.all(centres - timestamps < 1 / 6 + 1e-3)
+    # The first centre (1.87 s) is in the dense part, frame ~56; by index it would be frame 18 (0.6 s).
+    assert 50 < vfr["frame_indices"][0] < 60
+    # Official times: the frame shown at t (the last with pts <= t), timestamps kept as given.
+    vfr2 = rows["vfr_official"]
+    assert vfr2["frame_indices"] == [0, 30, 147, 150, 150, 180, 240, 299]
+    assert vfr2["timestamps"] == official
+    # The decoded frames are those frames (grey level 2 i): decord's indices follow the pts order.
+    levels = grey_levels(root / "videos" / "0000" / "vfr2.mp4", vfr2["frame_indices"])
+    assert np.all(np.abs(np.array(levels) - 2 * np.array(vfr2["frame_indices"]) % 256) <= 4), levels
+    # A constant-frame-rate video keeps exactly the index-based sampling, with timestamps index / fps.
+    good = rows["good"]
+    assert good["vfr"] is False and good["frame_indices"] == uniform_frame_indices(40, 8).tolist()
+    assert good["timestamps"] == [i / 10 for i in good["frame_indices"]]
+    assert read_metadata(tmp_path / "out" / "videos.parquet")["vfr"] == 2
+
+
+def test_other_containers_are_found_and_ambiguity_is_an_error(tmp_path: Path, good_video: Path):
+    import cv2
+
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "avi": "0001/avi", "mkv": "0001/mkv"})
+    for name, fourcc in (("avi.avi", "MJPG"), ("mkv.mkv", "mp4v")):
+        (root / "videos" / "0001").mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(str(root / "videos" / "0001" / name), cv2.VideoWriter_fourcc(*fourcc), 10, (64, 48))
+        for i in range(20):
+            writer.write(np.full((48, 64, 3), 6 * i, np.uint8))
+        writer.release()
+    rows = run_prepare(root, tmp_path / "out")
+    assert {v: (r["status"], Path(r["path"]).name) for v, r in rows.items()} == {
+        "avi": ("ok", "avi.avi"),
+        "good": ("ok", "good.mp4"),
+        "mkv": ("ok", "mkv.mkv"),
+    }
+    # A .webm beside the .mkv, and no .mp4: which one is meant cannot be known.
+    (root / "videos" / "0001" / "mkv.webm").write_bytes((root / "videos" / "0001" / "mkv.mkv").read_bytes())
+    message = r"video 'mkv': .*mkv\.mp4 does not exist and 2 files could be it: mkv\.webm, mkv\.mkv"
+    with pytest.raises(AmbiguousVideoError, match=message):
+        run_prepare(root, tmp_path / "out2")
+    # The .mp4 the annotation names wins over any other container.
+    write_video(root / "videos" / "0001" / "mkv.mp4", num_frames=30)
+    assert Path(run_prepare(root, tmp_path / "out3")["mkv"]["path"]).name == "mkv.mp4"
+
+
+def test_official_times_past_the_end_are_counted_and_mismatch_skips(tmp_path: Path, good_video: Path):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "trimmed": "0000/trimmed", "short": "0000/short"})
+    write_video(root / "videos" / "0000" / "trimmed.mp4", num_frames=38, fps=10)  # 3.8 s
+    write_video(root / "videos" / "0000" / "short.mp4", num_frames=12, fps=10)  # 1.2 s
+    official = [0.2, 0.7, 1.2, 1.7, 2.2, 2.7, 3.2, 3.95]  # a 4 s video's
+    (root / "frame2time_val.json").write_text(json.dumps({"trimmed": official, "short": official, "good": official}))
+    rows = run_prepare(root, tmp_path / "out")
+    # 1 of 8 past the end of the trimmed file: kept (<= decode.max_times_past_end 0.25), clamped, counted.
+    trimmed = rows["trimmed"]
+    assert (trimmed["status"], trimmed["times_past_end"], trimmed["frame_indices"][-1]) == ("ok", 1, 37)
+    # 5 of 8 past the end of the short one (1.2 s is its end): not the annotated video.
+    short = rows["short"]
+    assert (short["status"], short["times_past_end"], short["frame_indices"]) == ("mismatched", 5, None)
+    assert short["error"].startswith("5 of 8 official frame times lie past the end of the file (1.20 s")
+    assert (rows["good"]["status"], rows["good"]["times_past_end"]) == ("ok", 0)
+    meta = read_metadata(tmp_path / "out" / "videos.parquet")
+    assert meta["statuses"]["mismatched"] == 1 and meta["times_past_end"] == {"videos": 1, "times": 1}
+    # The threshold is the param: at 0.8 the short file is used (its 5 times show the last frame).
+    assert run_prepare(root, tmp_path / "out2", max_times_past_end=0.8)["short"]["status"] == "ok"
+
+
+def test_corrupt_reason_is_ffmpegs_and_decoder_chatter_is_captured(tmp_path: Path, good_video: Path, capfd):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "cut": "0000/cut"})
+    data = good_video.read_bytes()
+    (root / "videos" / "0000" / "cut.mp4").write_bytes(data[: len(data) // 3])
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("cra.prepare").addHandler(handler)
+    capfd.readouterr()
+    try:
+        rows = run_prepare(root, tmp_path / "out")
+    finally:
+        logging.getLogger("cra.prepare").removeHandler(handler)
+    err = capfd.readouterr().err
+    assert rows["cut"]["status"] == "corrupt"
+    assert rows["cut"]["error"] == "moov atom not found; Invalid data found when processing input"
+    assert rows["good"]["status"] == "ok"
+    # FFmpeg's and decord's own lines ("[mov,mp4,... @ 0x...] moov atom not found", "... ERROR opening")
+    # never reach the terminal (nor the progress bar); the reason is in our one warning line.
+    assert "@ 0x" not in err and "video_reader.cc" not in err
+    assert "video cut is corrupt: moov atom not found; Invalid data found when processing input" in warnings
+
+
+def test_a_probe_that_hangs_is_abandoned_as_timeout(tmp_path: Path, good_video: Path, monkeypatch):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "a_hang": "0000/a_hang", "z": "0000/z"})
+    write_video(root / "videos" / "0000" / "a_hang.mp4")
+    write_video(root / "videos" / "0000" / "z.mp4")
+    monkeypatch.setattr(prepare, "Prober", functools.partial(Prober, probe=standins.sleepy_probe))
+    started = time.perf_counter()
+    rows = run_prepare(root, tmp_path / "out", timeout_s=1.0)
+    assert time.perf_counter() - started < 30  # the stand-in sleeps 600 s
+    assert rows["a_hang"]["status"] == "timeout"
+    assert "did not return within decode.timeout_s=1 s" in rows["a_hang"]["error"]
+    # The videos after it were probed in a fresh worker.
+    assert (rows["good"]["status"], rows["z"]["status"]) == ("ok", "ok")
+
+
+def test_a_decode_that_hangs_is_abandoned_and_the_rest_decoded(tmp_path: Path):
+    paths = [write_video(tmp_path / f"{name}.mp4", num_frames=12) for name in ("v0", "v1_hang", "v2", "v3")]
+    requests = [VideoRequest(p.stem, str(p), np.arange(4), np.arange(4) / 10.0) for p in paths]
+    started = time.perf_counter()
+    decoded = iter_decoded(
+        requests, torch.from_numpy, num_workers=2, prefetch_videos=2, timeout_s=2.0, reader=standins.sleepy_reader
+    )
+    items = list(decoded)
+    assert time.perf_counter() - started < 60
+    assert [item.request.video_id for item in items] == ["v0", "v1_hang", "v2", "v3"]
+    failure = items[1]
+    assert isinstance(failure, DecodeFailure) and failure.status == "timeout"
+    assert "decode.timeout_s=2" in failure.reason
+    assert all(isinstance(item, DecodedVideo) and item.frames.shape[0] == 4 for i, item in enumerate(items) if i != 1)
+
+
+def test_paths_outside_the_video_root_are_refused_unopened(tmp_path: Path, good_video: Path):
+    outside = write_video(tmp_path / "elsewhere" / "secret.mp4")  # a valid video: opening it would say `ok`
+    root = nextgqa_folder(
+        tmp_path / "nextgqa",
+        {"good": "0000/good", "up": "../../elsewhere/secret", "abs": str(outside.with_suffix(""))},
+    )
+    rows = run_prepare(root, tmp_path / "out")
+    assert {v: r["status"] for v, r in rows.items()} == {"abs": "refused", "good": "ok", "up": "refused"}
+    assert "is an absolute path" in rows["abs"]["error"] and "leads outside it" in rows["up"]["error"]
+    assert f"data.video_root ({root / 'videos'})" in rows["up"]["error"]
+    assert rows["up"]["path"] == "../../elsewhere/secret" and rows["up"]["frame_count"] is None
+    # A `..` that stays inside the root is an ordinary relative path.
+    dataset = load_dataset(nextgqa_config(root, video_root="v"))
+    assert set(dataset.refused) == {"abs", "up"}
+    (root / "map_vid_vidorID.json").write_text(json.dumps({"good": "0000/../0000/good", "up": "x", "abs": "y"}))
+    assert load_dataset(nextgqa_config(root, video_root="v")).refused == {}
+    # STAR names files by video_id: the same rule.
+    items = json.loads((STAR_FIXTURE / "STAR_val.json").read_text())
+    items[0]["video_id"] = "../../6H78U"
+    (tmp_path / "STAR_val.json").write_text(json.dumps(items))
+    star = load_dataset(star_config(annotation_dir=str(tmp_path)))
+    assert list(star.refused) == ["../../6H78U"] and star.video_paths["../../6H78U"] == Path("../../6H78U")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +325,34 @@ def test_numeric_option_texts_are_still_text_answers(tmp_path: Path):
     (tmp_path / "map_vid_vidorID.json").write_text(json.dumps({"v1": "0/v1"}))
     questions = load_dataset(nextgqa_config(tmp_path, eval_splits=["val"], val_split="")).questions
     assert [q.answer for q in questions] == [2, 1]
+
+
+def test_segments_past_the_end_are_clipped_or_refused(tmp_path: Path, good_video: Path):
+    # good.mp4 is 4.0 s long.
+    gsub = {"good": {"duration": 4, "location": {"0": [[1.0, 2.0], [3.0, 5.5]]}}}
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good", "other": "0000/other"}, gsub=gsub)
+    write_video(root / "videos" / "0000" / "other.mp4")
+    run_prepare(root, tmp_path / "out")
+    qa = read_table(tmp_path / "out" / "qa.parquet", QA).to_pylist()
+    good = next(q for q in qa if (q["split"], q["video_id"]) == ("val", "good"))
+    assert good["segments"] == [[1.0, 2.0], [3.0, 4.0]]  # 5.5 clipped to the video's end
+    assert read_metadata(tmp_path / "out" / "qa.parquet")["segments_clipped"] == 1
+    assert {(q["split"], q["video_id"]) for q in qa} == {("val", "good"), ("val", "other"), ("test", "good")}
+
+    gsub["good"]["location"]["0"] = [[4.5, 5.0]]
+    (root / "gsub_val.json").write_text(json.dumps(gsub))
+    message = r"split 'val', video good, qid 0: the ground-truth segment \[4\.5, 5\] starts after the end of the video"
+    with pytest.raises(AnnotationError, match=message):
+        run_prepare(root, tmp_path / "out2")
+
+
+def test_a_split_without_questions_fails_in_prepare(tmp_path: Path, good_video: Path):
+    root = nextgqa_folder(tmp_path / "nextgqa", {"good": "0000/good"})
+    header = (root / "test.csv").read_text().splitlines()[0]
+    (root / "test.csv").write_text(header + "\n")
+    with pytest.raises(PipelineError, match=r"split 'test' \(from `data\.eval_splits`\) has no questions"):
+        run_prepare(root, tmp_path / "out")
+    assert not (tmp_path / "out" / "qa.parquet").exists()
 
 
 # ---------------------------------------------------------------------------------------------

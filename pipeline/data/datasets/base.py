@@ -11,7 +11,7 @@ import codecs
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from pipeline.config import DataConfig
@@ -49,6 +49,9 @@ class LoadedDataset:
     frame_times: dict[str, list[float]] = field(default_factory=dict)
     # Notes for the log (e.g. answers that match two identical options).
     warnings: tuple[str, ...] = ()
+    # video_id -> why its path was refused (absolute, or outside data.video_root); its `video_paths`
+    # entry is then the path as annotated, never opened.
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def read_text(path: Path) -> str:
@@ -67,6 +70,30 @@ def read_text(path: Path) -> str:
             f"{path} line {line}, byte {offset} (column {offset - line_start + 1}): "
             f'byte 0x{data[offset]:02x} is not valid UTF-8; save the file as UTF-8 (e.g. "CSV UTF-8")'
         ) from None
+
+
+def video_file(video_root: str, relative: str, suffix: str = ".mp4") -> tuple[Path, str | None]:
+    """`(path, refusal)` of the video an annotation names `relative` (to `data.video_root`, without suffix).
+
+    An absolute path, or one whose `..` parts lead outside the video root, is refused: the path is
+    returned as annotated, with the reason, and must never be opened (annotations from elsewhere must
+    not make the pipeline read arbitrary files).
+    """
+    posix = PurePosixPath(relative.replace("\\", "/"))
+    depth, escapes = 0, False
+    for part in posix.parts:
+        depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+        escapes = escapes or depth < 0
+    if posix.is_absolute() or PureWindowsPath(relative).drive:
+        why = "is an absolute path"
+    elif escapes:
+        why = "leads outside it (`..`)"
+    else:
+        return Path(video_root) / f"{relative}{suffix}", None
+    return Path(relative), (
+        f"refused: the annotated path {relative!r} {why}; video paths must lie under data.video_root "
+        f"({video_root}). The file was not opened"
+    )
 
 
 def natural_key(text: str) -> tuple:

@@ -10,7 +10,9 @@ Files read from `data.annotation_dir`, for each split in `data.splits`:
   of a question is kept; a video may have an empty `location`; a question absent from it gets no
   segments, and the video's duration is used when given.
 - `frame2time_{split}.json` (optional): `{video_id: [t_1 .. t_T]}`, the official frame times.
-- `map_vid_vidorID.json`: `{video_id: "folder/video_id"}`; the video is `<data.video_root>/<path>.mp4`.
+- `map_vid_vidorID.json`: `{video_id: "folder/video_id"}`; the video is `<data.video_root>/<path>.mp4`
+  (`prepare` also accepts `.webm .mkv .avi .mov .m4v`). An absolute path, or one leading outside the
+  video root, is refused for that video (`base.video_file`).
 
 Files are read as UTF-8 (a leading BOM is accepted); other bytes are an error naming file, line and byte.
 
@@ -41,6 +43,7 @@ from pipeline.data.datasets.base import (
     read_text,
     resolve_answer,
     sort_questions,
+    video_file,
 )
 
 VIDEO_MAP = "map_vid_vidorID.json"
@@ -217,12 +220,13 @@ def load(data: DataConfig, missing_hint: str = "") -> LoadedDataset:
             f"{map_path}: {len(unmapped)} video_id(s) used by the questions are not mapped to a file "
             f'(first: {", ".join(unmapped[:5])}); add them as "folder/video_id"'
         )
-    video_root = Path(data.video_root)
+    located = {v: video_file(data.video_root, video_map[v]) for v in video_ids}
     return LoadedDataset(
         name="nextgqa",
         splits=splits,
         questions=sort_questions(questions, splits),
-        video_paths={v: video_root / f"{video_map[v]}.mp4" for v in video_ids},
+        video_paths={v: path for v, (path, _) in located.items()},
         frame_times={v: frame_times[v] for v in video_ids if v in frame_times},
         warnings=tuple(warnings),
+        refused={v: why for v, (_, why) in located.items() if why},
     )
