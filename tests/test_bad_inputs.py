@@ -13,6 +13,7 @@ import fractions
 import functools
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.artifacts.parquet import read_metadata, read_table
+from pipeline.artifacts.parquet import StreamWriter, read_metadata, read_table, write_table
 from pipeline.artifacts.schemas import QA, VIDEO_MANIFEST
 from pipeline.cli import app
 from pipeline.config import ConfigError, DecodeConfig, load_params
@@ -30,6 +31,7 @@ from pipeline.data.datasets import AnnotationError, load_dataset
 from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded, read_frames
 from pipeline.data.video import AmbiguousVideoError, Prober, probe_video, uniform_frame_indices
 from pipeline.errors import PipelineError
+from pipeline.runtime import remove_stale_temps
 from stages import prepare
 from tests import standins
 from tests.conftest import REPO_ROOT
@@ -395,3 +397,27 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path: Path):
 
 # ---------------------------------------------------------------------------------------------
 # Faults
+
+
+def test_temp_files_of_a_killed_stage_are_removed_by_the_next_run(tmp_path: Path, good_video: Path):
+    import pyarrow as pa
+
+    schema = pa.schema([pa.field("x", pa.int64())])
+    target = tmp_path / "visual.parquet"
+    dead = tmp_path / ".visual.parquet.tmp-999999999"  # no such process
+    live = tmp_path / f".visual.parquet.tmp-{os.getppid()}"  # a live process (a concurrent run): kept
+    other = tmp_path / ".other.parquet.tmp-999999999"  # another artifact's: not this stage's business
+    for path in (dead, live, other):
+        path.write_bytes(b"half a parquet file")
+    write_table(pa.table({"x": [1, 2]}), target, schema)
+    assert not dead.exists() and live.exists() and other.exists()
+    assert read_table(target).num_rows == 2
+
+    dead.write_bytes(b"again")
+    with StreamWriter(target, schema) as writer:
+        writer.write({"x": [3]})
+    assert not dead.exists() and read_table(target).num_rows == 1
+    # Folders too (the `generate` stage stages a whole folder).
+    staging = tmp_path / ".synthetic.tmp-999999999"
+    (staging / "videos").mkdir(parents=True)
+    assert remove_stale_temps(tmp_path / "synthetic") == [staging] and not staging.exists()
