@@ -278,6 +278,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_YAML_SPECIAL_FLOATS = {".inf": "inf", "+.inf": "inf", "-.inf": "-inf", ".nan": "nan"}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; return it (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
@@ -321,9 +324,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str):
-            # YAML 1.1 reads `1e-5` (no dot) as a string; accept what float() accepts.
+            # YAML 1.1 reads `1e-5` (no dot) as a string; accept what float() accepts. `dvc exp run -S
+            # x=.inf` writes the string '.inf': YAML's spellings of inf and nan are read as such (and refused).
             try:
-                value = float(value)
+                value = float(_YAML_SPECIAL_FLOATS.get(value.strip().lower(), value))
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):

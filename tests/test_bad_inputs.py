@@ -367,7 +367,10 @@ def test_val_split_in_eval_splits_is_refused():
     assert load_params(REPO_ROOT / "params.yaml", ["data.eval_splits=[val]", 'data.val_split=""']).data.val_split == ""
 
 
-@pytest.mark.parametrize("override", ["gsg.sigma_init=.nan", "cma.temperature=.inf", "train.lr=-.inf", "train.lr=nan"])
+# "'.inf'": what `dvc exp run -S cma.temperature=.inf` writes into params.yaml (a quoted string).
+@pytest.mark.parametrize(
+    "override", ["gsg.sigma_init=.nan", "cma.temperature=.inf", "train.lr=-.inf", "train.lr=nan", "cma.weight='.inf'"]
+)
 def test_nan_and_inf_floats_are_refused_by_name(override: str):
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"`{key}` must be a finite number"):
