@@ -18,6 +18,7 @@ would become ~60 plus that layer and a new direct dependency: not simpler, so th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -103,6 +104,13 @@ class DataConfig:
 
     def validate(self, key: str) -> None:
         check(bool(self.eval_splits), f"{key}.eval_splits", "must list at least one split")
+        check(
+            not self.val_split or self.val_split not in self.eval_splits,
+            f"{key}.val_split",
+            f"({self.val_split!r}) is also listed in `{key}.eval_splits`: the checkpoint would be chosen on the "
+            f'questions it is scored on. Evaluate on another split, or set {key}.val_split to "" (no model '
+            "selection: the last epoch is kept)",
+        )
 
     @property
     def splits(self) -> list[str]:
@@ -118,9 +126,20 @@ class DecodeConfig:
     num_frames: int = 16
     # NExT-GQA ships frame2time_{split}.json: use its timestamps so results match published ones.
     use_frame2time: bool = True
+    # A probe or decode that has not returned after this many seconds is abandoned (status `timeout`).
+    timeout_s: float = 120.0
+    # Share of a video's official frame times that may lie past its end (they show the last frame,
+    # with a warning); above it the file is not the annotated video: status `mismatched`, skipped.
+    max_times_past_end: float = 0.25
 
     def validate(self, key: str) -> None:
         check(1 <= self.num_frames <= 512, f"{key}.num_frames", "must be in [1, 512]")
+        check(self.timeout_s > 0, f"{key}.timeout_s", f"must be > 0 seconds, got {self.timeout_s}")
+        check(
+            0.0 <= self.max_times_past_end <= 1.0,
+            f"{key}.max_times_past_end",
+            f"must be a share in [0, 1], got {self.max_times_past_end}",
+        )
 
 
 @dataclass(frozen=True)
@@ -275,6 +294,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+_YAML_SPECIAL_FLOATS = {".inf": "inf", "+.inf": "inf", "-.inf": "-inf", ".nan": "nan"}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; return it (ints are accepted for floats)."""
     origin = typing.get_origin(tp)
@@ -318,13 +340,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, str):
-            # YAML 1.1 reads `1e-5` (no dot) as a string; accept what float() accepts.
+            # YAML 1.1 reads `1e-5` (no dot) as a string; accept what float() accepts. `dvc exp run -S
+            # x=.inf` writes the string '.inf': YAML's spellings of inf and nan are read as such (and refused).
             try:
-                value = float(value)
+                value = float(_YAML_SPECIAL_FLOATS.get(value.strip().lower(), value))
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"params: `{key}` must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"params: `{key}` must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -370,20 +395,32 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _parse_yaml(text: str, where: str) -> Any:
+    """`yaml.safe_load`, with a syntax error reported as one line naming `where`, the line and the column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        at = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        context = getattr(err, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError(f"{where}{at}: YAML syntax error: {detail}") from None
+
+
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: list[str] | None = None) -> Params:
     """Load `params.yaml` strictly. `overrides` are `key.sub=value` strings (YAML values)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"params file {path} not found (run from the repository root or pass --params)")
-    with path.open() as fh:
-        tree = yaml.safe_load(fh) or {}
+    tree = _parse_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"params file {path} must hold a mapping of sections")
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"params: override {item!r} must look like `section.key=value`")
         dotted, raw = item.split("=", 1)
-        _set_dotted(tree, dotted.strip(), yaml.safe_load(raw))
+        _set_dotted(tree, dotted.strip(), _parse_yaml(raw, f"override {item!r}"))
     params = build(Params, tree)
     validate_params(params)
     return params

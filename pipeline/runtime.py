@@ -1,14 +1,17 @@
-"""Runtime helpers used by every stage: logging, seeding, device choice, progress bars, timing."""
+"""Runtime helpers used by every stage: logging, seeding, device choice, progress bars, timing, temp files."""
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -79,3 +82,49 @@ def timed(logger: logging.Logger, what: str) -> Iterator[None]:
     start = time.perf_counter()
     yield
     logger.info("%s took %.1f s", what, time.perf_counter() - start)
+
+
+def temp_path(path: str | Path) -> Path:
+    """Where an atomic write of `path` stages its content: `.<name>.tmp-<pid>` beside it.
+
+    Stale ones (left by a killed run) are removed first (`remove_stale_temps`).
+    """
+    path = Path(path)
+    remove_stale_temps(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Remove the `.<name>.tmp-<pid>` files or folders beside `path` whose process is gone; return them.
+
+    A stage killed mid-write (SIGKILL, a lost machine) leaves its staging file behind; DVC does not
+    know it, so the next run of the stage that writes `path` removes it here, with a warning. One of a
+    live process (a concurrent run) is left alone.
+    """
+    path = Path(path)
+    removed = []
+    for name in sorted(glob.glob(glob.escape(str(path.with_name(f".{path.name}.tmp-"))) + "*")):
+        stale = Path(name)
+        pid = stale.name.rsplit(".tmp-", 1)[-1]
+        if not pid.isdigit() or (int(pid) != os.getpid() and _pid_alive(int(pid))):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale)
+        else:
+            stale.unlink(missing_ok=True)
+        removed.append(stale)
+    if removed:
+        get_logger("runtime").warning(
+            "removed %d temporary file(s) left by an interrupted run: %s", len(removed), ", ".join(map(str, removed))
+        )
+    return removed

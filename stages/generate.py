@@ -8,7 +8,6 @@ place, so an interrupted run never leaves a half-written benchmark behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pipeline.config import Params, SyntheticConfig
 from pipeline.data.synthetic import SPLITS, build_dataset, render_video, write_annotations
 from pipeline.data.synthetic.writer import GENERATOR_NAME
 from pipeline.errors import PipelineError
-from pipeline.runtime import get_logger, progress
+from pipeline.runtime import get_logger, progress, temp_path
 
 log = get_logger("generate")
 
@@ -48,7 +47,7 @@ def generate(out_dir: Path, cfg: SyntheticConfig, total_videos: int | None) -> d
     started = time.perf_counter()
     dataset = build_dataset(cfg, total_videos)
     videos = dataset.all_videos()
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    staging = temp_path(out_dir)  # removes the staging folders of killed runs
     if staging.exists():
         shutil.rmtree(staging)
     try:

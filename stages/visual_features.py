@@ -10,8 +10,9 @@ The data path, bounded in memory whatever the number of videos:
      features split back per video (a batch spans videos; no video waits for a full batch of its own)
   -> `VisualEncoder.encode` in this process (it gets the cores; decode workers use one thread each)
   -> `StreamWriter`: one Parquet row group per ~16 MiB of features.
-A video that fails to decode here (the manifest said `ok`, but decord raises) is logged, listed in
-the metadata `skipped_videos` with the reason, and left out; the run goes on.
+A video that fails to decode here (the manifest said `ok`, but decord raises, or its decode takes
+longer than `decode.timeout_s`) is logged, listed in the metadata `skipped_videos` with its status
+(`corrupt` or `timeout`) and reason, and left out; the run goes on.
 
 Shape notation: N videos, T frames per video, B frames per encoder batch, C = 3 channels,
 S_h x S_w model input size, D feature width.
@@ -195,7 +196,7 @@ class ExtractionSummary:
     videos: int  # rows written
     frames: int  # frames encoded
     seconds: float
-    skipped: list[dict[str, str]] = field(default_factory=list)  # {"video_id", "path", "reason"}
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"video_id", "path", "status", "reason"}
 
     @property
     def frames_per_second(self) -> float:
@@ -214,12 +215,13 @@ def extract_visual_features(
     prefetch_videos: int = 8,
     worker_niceness: int | None = None,
     metadata: dict[str, Any] | None = None,
+    timeout_s: float | None = None,
 ) -> ExtractionSummary:
     """Decode, encode and write the features of `requests` to `output` (atomically).
 
     Raises `PipelineError` when no video decodes.
     `worker_niceness` (default: `CPU_WORKER_NICENESS` when the encoder is on the CPU, else 0) lowers
-    the decode workers' priority.
+    the decode workers' priority. `timeout_s` abandons a video whose decode takes longer (`timeout`).
     """
     if not requests:
         raise PipelineError("no video to encode: the manifest has no row with status `ok`")
@@ -245,6 +247,7 @@ def extract_visual_features(
         prefetch_videos=prefetch_videos,
         max_short_side=max_short_side,
         worker_niceness=_worker_niceness(encoder) if worker_niceness is None else worker_niceness,
+        timeout_s=timeout_s,
     )
     with StreamWriter(output, schema, meta) as writer:
         rows = _RowBuffer(writer, schema, dtype, max(1, ROW_GROUP_BYTES // (num_frames * encoder.dim * itemsize)))
@@ -252,7 +255,9 @@ def extract_visual_features(
             if isinstance(item, DecodeFailure):
                 request = item.request
                 log.warning("skipping video %s (%s): %s", request.video_id, request.path, item.reason)
-                skipped.append({"video_id": request.video_id, "path": request.path, "reason": item.reason})
+                skipped.append(
+                    {"video_id": request.video_id, "path": request.path, "status": item.status, "reason": item.reason}
+                )
                 continue
             for request, features in batcher.add(item.request, item.frames):
                 rows.add(request, features)
@@ -345,6 +350,7 @@ def run(params: Params) -> None:
         batch_size=visual.batch_size,
         num_workers=visual.num_workers,
         prefetch_videos=visual.prefetch_videos,
+        timeout_s=params.decode.timeout_s,
     )
     log.info(
         "wrote %s: %d videos, %d frames in %.1f s (%.1f frames/s)%s",

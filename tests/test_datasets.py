@@ -386,6 +386,7 @@ def test_prepare_end_to_end(prepared_fixture):
         "num_frames": 8,
         "splits": ["val", "test"],
         "questions": {"val": 3, "test": 2},
+        "segments_clipped": 0,
     }
 
     manifest = read_table(out / "videos.parquet", VIDEO_MANIFEST)
@@ -396,17 +397,23 @@ def test_prepare_end_to_end(prepared_fixture):
     probed = (a["status"], a["frame_count"], a["fps"], a["duration"], a["width"], a["height"])
     assert probed == ("ok", 40, 10.0, 4.0, 64, 48)
     assert a["path"] == f"{root.as_posix()}/videos/000/a.mp4" and a["error"] is None
-    # Official times: round(t * 10) = 0, 5, 10 (10.4), 15, 20, 25, 30, 90 -> clipped to 39.
+    # Official times: the frame shown at t, floor(t * 10) = 0, 5, 10 (10.4), 15, 20, 25, 30, 90 -> clamped
+    # to 39 (9.0 s is past the 4 s file: counted, 1 of 8 is within decode.max_times_past_end).
     assert a["frame_indices"] == [0, 5, 10, 15, 20, 25, 30, 39]
     assert a["timestamps"] == [0.0, 0.5, 1.04, 1.5, 2.0, 2.5, 3.0, 9.0]
+    assert (a["vfr"], a["times_past_end"]) == (False, 1)
+    assert (b["vfr"], b["times_past_end"]) == (False, None)  # not sampled at official times
     # b's official list has 2 entries, not T = 8: uniform centres floor((2i + 1) 25 / 16), timestamps index / 5.
     assert b["frame_indices"] == [1, 4, 7, 10, 14, 17, 20, 23] and (b["width"], b["height"]) == (32, 32)
     np.testing.assert_allclose(b["timestamps"], np.array(b["frame_indices"]) / 5)
     assert (c["status"], c["frame_indices"], c["fps"]) == ("missing", None, None) and "003" not in c["path"]
     assert c["path"] == f"{root.as_posix()}/videos/002/c.mp4" and "no such file" in c["error"]
-    assert (d["status"], d["timestamps"]) == ("corrupt", None) and d["error"].startswith("RuntimeError")
+    assert (d["status"], d["timestamps"], d["vfr"]) == ("corrupt", None, None)
+    assert d["error"] == "moov atom not found; Invalid data found when processing input"  # FFmpeg's words
     meta = read_metadata(out / "videos.parquet")
-    assert meta["statuses"] == {"ok": 2, "missing": 1, "empty": 0, "corrupt": 1}
+    statuses = {"ok": 2, "missing": 1, "empty": 0, "corrupt": 1, "timeout": 0, "refused": 0, "mismatched": 0}
+    assert meta["statuses"] == statuses
+    assert (meta["vfr"], meta["times_past_end"]) == (0, {"videos": 1, "times": 1})
     assert meta["sampling"] == {"frame2time": 1, "uniform_fallback": 1}
     assert (meta["artifact"], meta["num_frames"], meta["use_frame2time"]) == ("video_manifest", 8, True)
 

@@ -170,6 +170,25 @@ def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
     assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
 
 
+def test_failed_exp_run_names_the_key_and_leaves_params_changed(project: Path):
+    # DVC writes -S values into params.yaml before running and leaves them when a stage fails (the README
+    # says so, and how to restore the file); the first stage that runs refuses the value by name.
+    env = {**os.environ, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    try:
+        done = subprocess.run(
+            [DVC, "exp", "run", "-S", "cma.temperature=.inf"], cwd=project, env=env, capture_output=True, text=True
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode != 0
+        assert "`cma.temperature` must be a finite number, got inf" in output and "Traceback" not in output
+        assert "failed to reproduce 'train'" in output  # the first stage that reads cma
+        # DVC wrote the value (as the string '.inf') and left it.
+        assert yaml.safe_load((project / "params.yaml").read_text())["cma"]["temperature"] == ".inf"
+    finally:
+        run(["git", "checkout", "params.yaml"], project)  # what the README says to run
+    assert yaml.safe_load((project / "params.yaml").read_text())["cma"]["temperature"] == 0.07
+
+
 def test_re_rendered_videos_re_run_feature_extraction(project: Path):
     # Another visual nuisance re-renders the videos with the same timelines: the manifest (paths,
     # frame counts, sampled indices) can stay byte-identical, so the videos themselves must be deps.

@@ -1,4 +1,8 @@
-"""Parquet I/O shared by every stage: atomic writes, schema checks, metadata, zero-copy reads."""
+"""Parquet I/O shared by every stage: atomic writes, schema checks, metadata, zero-copy reads.
+
+Writes go to `.<name>.tmp-<pid>` beside the artifact and are renamed into place when complete, so a
+killed stage never leaves a half-written artifact; its staging file is removed by the next write.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import pyarrow.parquet as pq
 
 from pipeline.artifacts.schemas import METADATA_KEY, SCHEMA_VERSION
 from pipeline.errors import PipelineError
+from pipeline.runtime import temp_path
 
 
 class ArtifactError(PipelineError):
@@ -27,7 +32,8 @@ def _with_metadata(schema: pa.Schema, metadata: dict[str, Any] | None) -> pa.Sch
 
 
 def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """`.<name>.tmp-<pid>` beside `path`; stale ones from a killed run are removed (pipeline.runtime.temp_path)."""
+    return temp_path(path)
 
 
 def write_table(table: pa.Table, path: str | Path, schema: pa.Schema, metadata: dict[str, Any] | None = None) -> None:

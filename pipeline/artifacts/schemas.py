@@ -16,7 +16,10 @@ SCHEMA_VERSION = 1
 # Key of the JSON blob every artifact carries in its Parquet key-value metadata.
 METADATA_KEY = b"cra"
 
-VIDEO_STATUSES = ("ok", "missing", "empty", "corrupt")
+# ok: usable. missing / empty / corrupt: the file. timeout: probing took over decode.timeout_s. refused: the
+# annotation's path is absolute or leads outside data.video_root (never opened). mismatched: the file is
+# shorter than its official frame times say (decode.max_times_past_end). Only `ok` videos are used.
+VIDEO_STATUSES = ("ok", "missing", "empty", "corrupt", "timeout", "refused", "mismatched")
 
 
 SEGMENT = pa.list_(pa.float64(), 2)  # [start_s, end_s]
@@ -47,7 +50,9 @@ VIDEO_MANIFEST = pa.schema(
         pa.field("width", pa.int32(), nullable=True),
         pa.field("height", pa.int32(), nullable=True),
         pa.field("frame_indices", pa.list_(pa.int64()), nullable=True),  # T sampled frames, sorted
-        pa.field("timestamps", pa.list_(pa.float64()), nullable=True),  # T seconds
+        pa.field("timestamps", pa.list_(pa.float64()), nullable=True),  # T seconds (pts, or official times)
+        pa.field("vfr", pa.bool_(), nullable=True),  # variable frame rate (frame durations vary)
+        pa.field("times_past_end", pa.int32(), nullable=True),  # official frame times after the end (clamped)
     ]
 )
 

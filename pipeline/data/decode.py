@@ -5,9 +5,12 @@ de-duplicated indices (a video shorter than T frames repeats indices; each disti
 decoded once). `iter_decoded` runs that, plus a per-video transform (the encoder's resize and
 crop), in `torch.utils.data.DataLoader` worker processes, so decoding overlaps with encoding in the
 main process; at most `prefetch_videos` decoded videos wait in the queue, whatever the dataset
-size. A video that fails to decode yields a `DecodeFailure` (with decord's reason) instead of
-stopping the run: decord raises `RuntimeError`, `decord._ffi.base.DECORDError` (not a
-RuntimeError subclass) and others on bad files.
+size. A video that fails to decode yields a `DecodeFailure` (with FFmpeg's own reason, its messages
+captured per video so they never interleave with progress bars) instead of stopping the run: decord
+raises `RuntimeError`, `decord._ffi.base.DECORDError` (not a RuntimeError subclass) and others on
+bad files. A video whose decode has not returned after `timeout_s` seconds is abandoned: its
+worker is killed, the video yields a `DecodeFailure` with status `timeout`, and decoding resumes
+with the next video in fresh workers.
 
 Resizing at decode: a source much larger than the model input (short side over
 `max_short_side`, which the stage sets to twice the model's input side) is scaled down by FFmpeg
@@ -29,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.data.isolation import captured_stderr, ffmpeg_reason
 from pipeline.errors import PipelineError
 
 # Everything decord (or the OS under it) raises for a file it cannot read. DECORDError is no
@@ -70,6 +74,7 @@ class DecodedVideo:
 class DecodeFailure:
     request: VideoRequest
     reason: str
+    status: str = "corrupt"  # or "timeout" (pipeline.artifacts.schemas.VIDEO_STATUSES)
 
 
 def decode_resolution(width: int | None, height: int | None, max_short_side: int | None) -> tuple[int, int] | None:
@@ -94,28 +99,33 @@ def read_frames(
     """Decode the frames at `unique_indices` (sorted, distinct) in one batch: uint8 (U, H, W, C) RGB.
 
     `size` = (width, height) makes FFmpeg scale while decoding. Raises `DecodeError` for a file
-    decord cannot read or indices beyond its last frame.
+    decord cannot read (with FFmpeg's reason when it gave one) or indices beyond its last frame.
     """
     from decord import VideoReader, cpu
 
     failures = _decord_failures()
-    try:
-        if size is None:
-            reader = VideoReader(path, ctx=cpu(0), num_threads=num_threads)
-        else:
-            reader = VideoReader(path, ctx=cpu(0), width=size[0], height=size[1], num_threads=num_threads)
-        frame_count = len(reader)
-        if len(unique_indices) and int(unique_indices[-1]) >= frame_count:
-            raise DecodeError(
-                f"frame index {int(unique_indices[-1])} is beyond the {frame_count} frames decord finds in {path} "
-                "(the file changed since `prepare` probed it? re-run prepare)"
-            )
-        frames = reader.get_batch(unique_indices.tolist()).asnumpy()  # (U, H, W, C)
-    except failures as err:
-        text = " ".join(str(err).split()) or "(no message)"
-        raise DecodeError(f"{type(err).__name__}: {text}") from None
-    finally:
-        reader = None  # frees the decoder and its file handle now, not at the next GC
+    reader = None
+    with captured_stderr() as captured:
+        try:
+            if size is None:
+                reader = VideoReader(path, ctx=cpu(0), num_threads=num_threads)
+            else:
+                reader = VideoReader(path, ctx=cpu(0), width=size[0], height=size[1], num_threads=num_threads)
+            frame_count = len(reader)
+            if len(unique_indices) and int(unique_indices[-1]) >= frame_count:
+                raise DecodeError(
+                    f"frame index {int(unique_indices[-1])} is beyond the {frame_count} frames decord finds in "
+                    f"{path} (the file changed since `prepare` probed it? re-run prepare)"
+                )
+            frames = reader.get_batch(unique_indices.tolist()).asnumpy()  # (U, H, W, C)
+            failure = None
+        except failures as err:
+            failure = err
+        finally:
+            reader = None  # frees the decoder and its file handle now, not at the next GC
+    if failure is not None:
+        text = " ".join(str(failure).split()) or "(no message)"
+        raise DecodeError(ffmpeg_reason(captured.text) or f"{type(failure).__name__}: {text}")
     return frames
 
 
@@ -134,11 +144,13 @@ class _DecodeDataset:
         transform: Callable[[np.ndarray], Any],
         max_short_side: int | None,
         decode_threads: int,
+        reader: Callable[..., np.ndarray] = read_frames,
     ):
         self.requests = requests
         self.transform = transform
         self.max_short_side = max_short_side
         self.decode_threads = decode_threads
+        self.reader = reader
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -148,7 +160,7 @@ class _DecodeDataset:
         unique, inverse = np.unique(request.frame_indices, return_inverse=True)
         size = decode_resolution(request.width, request.height, self.max_short_side)
         try:
-            frames = read_frames(request.path, unique, size, self.decode_threads)  # (U, H, W, C)
+            frames = self.reader(request.path, unique, size, self.decode_threads)  # (U, H, W, C)
         except DecodeError as err:
             return DecodeFailure(request, str(err))
         transformed = self.transform(frames)  # (U, ...)
@@ -187,24 +199,74 @@ def iter_decoded(
     prefetch_videos: int = 8,
     max_short_side: int | None = None,
     worker_niceness: int = 0,
+    timeout_s: float | None = None,
+    reader: Callable[..., np.ndarray] = read_frames,
 ) -> Iterator[DecodedVideo | DecodeFailure]:
     """Decode and transform every request, in order, `prefetch_videos` ahead in worker processes.
 
     `transform` maps uint8 (U, H, W, C) frames to anything indexable along its first axis (the
     encoder's uint8 (U, C, S_h, S_w) tensor: torch tensors cross processes through shared memory).
-    `num_workers=0` decodes in this process, without overlap (for debugging). `worker_niceness` > 0
-    lowers the workers' CPU priority (for a CPU encoder in this process).
+    `num_workers=0` decodes in this process, without overlap and without a time limit (for
+    debugging). `worker_niceness` > 0 lowers the workers' CPU priority (for a CPU encoder in this
+    process). `timeout_s`: the longest wait for the next video (its decode and transform) before it is
+    abandoned as `timeout` (None: no limit). `reader` decodes one file (tests pass stand-ins).
     """
-    from torch.utils.data import DataLoader
-
     _decord_failures()  # import decord here, once: forked workers inherit it instead of each importing it
-    dataset = _DecodeDataset(requests, transform, max_short_side, decode_threads=1)
+    dataset = _DecodeDataset(requests, transform, max_short_side, decode_threads=1, reader=reader)
     if num_workers == 0:
         yield from (dataset[i] for i in range(len(dataset)))
         return
-    workers = min(num_workers, max(1, len(requests)))
+    start = 0
+    while start < len(requests):
+        # Items come in order: a wait that times out is for requests[start + delivered]. The loader
+        # (and its hung worker) is dropped and a fresh one resumes after the abandoned video.
+        outcome: list[int] = []
+        yield from _decode_from(
+            requests, start, dataset, num_workers, prefetch_videos, worker_niceness, timeout_s, outcome
+        )
+        if not outcome:
+            return
+        stuck = start + outcome[0]
+        request = requests[stuck]
+        yield DecodeFailure(
+            request,
+            f"decoding did not finish within decode.timeout_s={timeout_s:g} s and was abandoned (its worker was "
+            "killed); raise decode.timeout_s if the file is just slow to decode",
+            status="timeout",
+        )
+        start = stuck + 1
+
+
+class _Subset:
+    """requests[start:] of a `_DecodeDataset`, as a map-style dataset (module-level: picklable)."""
+
+    def __init__(self, dataset: _DecodeDataset, start: int):
+        self.dataset, self.start = dataset, start
+
+    def __len__(self) -> int:
+        return len(self.dataset) - self.start
+
+    def __getitem__(self, index: int) -> DecodedVideo | DecodeFailure:
+        return self.dataset[self.start + index]
+
+
+def _decode_from(
+    requests: Sequence[VideoRequest],
+    start: int,
+    dataset: _DecodeDataset,
+    num_workers: int,
+    prefetch_videos: int,
+    worker_niceness: int,
+    timeout_s: float | None,
+    timed_out: list[int],
+) -> Iterator[DecodedVideo | DecodeFailure]:
+    """Yield the items of requests[start:]; on a timeout, append how many were delivered to `timed_out` and stop."""
+    from torch.utils.data import DataLoader
+
+    remaining = len(requests) - start
+    workers = min(num_workers, max(1, remaining))
     loader = DataLoader(
-        dataset,  # type: ignore[arg-type]  # a map-style dataset needs only __len__ and __getitem__
+        _Subset(dataset, start),  # type: ignore[arg-type]  # a map-style dataset needs only __len__ and __getitem__
         batch_size=None,
         shuffle=False,
         num_workers=workers,
@@ -214,20 +276,32 @@ def iter_decoded(
         worker_init_fn=_WorkerSetup(worker_niceness),
         # fork: workers start in milliseconds with torch, decord and the transform already imported.
         multiprocessing_context="fork" if "fork" in multiprocessing.get_all_start_methods() else None,
+        timeout=timeout_s or 0,
     )
     delivered = 0
+    iterator = iter(loader)
     try:
-        for item in loader:
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except RuntimeError as err:
+                if timeout_s and "timed out" in str(err):
+                    timed_out.append(delivered)
+                    return
+                if "DataLoader worker" not in str(err):
+                    raise
+                # A file can crash FFmpeg itself (a signal, not an exception); items come in order, so the
+                # culprit is the first undelivered video or one of the next `prefetch_videos`.
+                pending = requests[start + delivered]
+                raise PipelineError(
+                    f"a decode worker died ({' '.join(str(err).split())}) at or shortly after video "
+                    f"{pending.video_id!r} ({pending.path}), after {start + delivered} of {len(requests)} videos. "
+                    "Check that file and the ones after it in the manifest (a corrupt file can crash the decoder); "
+                    "re-run `prepare` or remove it."
+                ) from None
             yield item
             delivered += 1
-    except RuntimeError as err:
-        if "DataLoader worker" not in str(err):
-            raise
-        # A file can crash FFmpeg itself (a signal, not an exception); items come in order, so the
-        # culprit is the first undelivered video or one of the next `prefetch_videos`.
-        pending = requests[delivered]
-        raise PipelineError(
-            f"a decode worker died ({' '.join(str(err).split())}) at or shortly after video {pending.video_id!r} "
-            f"({pending.path}), after {delivered} of {len(requests)} videos. Check that file and the ones after it "
-            "in the manifest (a corrupt file can crash the decoder); re-run `prepare` or remove it."
-        ) from None
+    finally:
+        del iterator  # shuts the workers down (a hung one is terminated after torch's 5 s grace)

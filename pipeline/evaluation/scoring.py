@@ -38,6 +38,7 @@ import numpy as np
 from models.grounding import is_span, posthoc_span
 from pipeline.artifacts.schemas import official_key
 from pipeline.errors import PipelineError
+from pipeline.runtime import temp_path
 
 Span = tuple[float, float]
 
@@ -344,7 +345,7 @@ def score_files(
 
 
 def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temp_path(path)  # also removes the staging files of a killed run
     with tmp.open("w", encoding="utf-8") as handle:
         json.dump(data, handle)
     os.replace(tmp, path)

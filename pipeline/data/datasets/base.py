@@ -7,10 +7,11 @@ dataset's file format.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from pipeline.config import DataConfig
@@ -48,6 +49,51 @@ class LoadedDataset:
     frame_times: dict[str, list[float]] = field(default_factory=dict)
     # Notes for the log (e.g. answers that match two identical options).
     warnings: tuple[str, ...] = ()
+    # video_id -> why its path was refused (absolute, or outside data.video_root); its `video_paths`
+    # entry is then the path as annotated, never opened.
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 annotation file's text; a leading UTF-8 BOM (Excel's "CSV UTF-8") is dropped.
+
+    Bytes that are not UTF-8 raise `AnnotationError` naming the file, line, byte offset and byte.
+    """
+    data = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as err:
+        offset = start + err.start
+        line, line_start = data.count(b"\n", 0, offset) + 1, data.rfind(b"\n", 0, offset) + 1
+        raise AnnotationError(
+            f"{path} line {line}, byte {offset} (column {offset - line_start + 1}): "
+            f'byte 0x{data[offset]:02x} is not valid UTF-8; save the file as UTF-8 (e.g. "CSV UTF-8")'
+        ) from None
+
+
+def video_file(video_root: str, relative: str, suffix: str = ".mp4") -> tuple[Path, str | None]:
+    """`(path, refusal)` of the video an annotation names `relative` (to `data.video_root`, without suffix).
+
+    An absolute path, or one whose `..` parts lead outside the video root, is refused: the path is
+    returned as annotated, with the reason, and must never be opened (annotations from elsewhere must
+    not make the pipeline read arbitrary files).
+    """
+    posix = PurePosixPath(relative.replace("\\", "/"))
+    depth, escapes = 0, False
+    for part in posix.parts:
+        depth += -1 if part == ".." else 0 if part in ("", ".") else 1
+        escapes = escapes or depth < 0
+    if posix.is_absolute() or PureWindowsPath(relative).drive:
+        why = "is an absolute path"
+    elif escapes:
+        why = "leads outside it (`..`)"
+    else:
+        return Path(video_root) / f"{relative}{suffix}", None
+    return Path(relative), (
+        f"refused: the annotated path {relative!r} {why}; video paths must lie under data.video_root "
+        f"({video_root}). The file was not opened"
+    )
 
 
 def natural_key(text: str) -> tuple:
@@ -99,7 +145,10 @@ def resolve_answer(raw: Any, options: tuple[str, ...], as_index: bool, where: st
     if as_index:
         index = int(str(raw).strip())
         if not 0 <= index < len(options):
-            raise AnnotationError(f"{where}: answer index {index} is outside the {len(options)} options")
+            raise AnnotationError(
+                f"{where}: answer index {index} is outside the {len(options)} options (0-{len(options) - 1}); "
+                "answers in this file are option indices"
+            )
         return index, False
     text = str(raw).strip()
     matches = [i for i, option in enumerate(options) if option.strip() == text]
@@ -111,17 +160,24 @@ def resolve_answer(raw: Any, options: tuple[str, ...], as_index: bool, where: st
     return matches[0], len(matches) > 1
 
 
-def answers_are_indices(raw_answers: list[Any], num_options: int) -> bool:
+_INTEGER = re.compile(r"[+-]?\d+")
+
+
+def answers_are_indices(raw_answers: list[Any], num_options: int, options: list[tuple[str, ...]] | None = None) -> bool:
     """Whether a file gives answers as option indices (NExT-QA) rather than option texts (NExT-GQA).
 
-    Decided once per file, not per row: in a text file an answer "3" is the option reading "3".
+    Decided once per file, not per row: in a text file an answer "3" is the option reading "3". A file
+    whose answers are all integers gives indices, so one out of range (7 of 5 options, -1) is reported
+    on its own row, unless every answer is also the text of one of its row's `options` (a file of
+    numeric option texts, e.g. counting questions).
     """
-    if not raw_answers:
+    texts = [str(raw).strip() for raw in raw_answers]
+    if not all(_INTEGER.fullmatch(text) for text in texts):
+        return False
+    if all(0 <= int(text) < num_options for text in texts):
         return True
-    for raw in raw_answers:
-        text = str(raw).strip()
-        if not text.isdigit() or int(text) >= num_options:
-            return False
+    if options is not None and all(text in {o.strip() for o in row} for text, row in zip(texts, options, strict=True)):
+        return False
     return True
 
 

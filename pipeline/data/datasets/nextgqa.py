@@ -10,7 +10,11 @@ Files read from `data.annotation_dir`, for each split in `data.splits`:
   of a question is kept; a video may have an empty `location`; a question absent from it gets no
   segments, and the video's duration is used when given.
 - `frame2time_{split}.json` (optional): `{video_id: [t_1 .. t_T]}`, the official frame times.
-- `map_vid_vidorID.json`: `{video_id: "folder/video_id"}`; the video is `<data.video_root>/<path>.mp4`.
+- `map_vid_vidorID.json`: `{video_id: "folder/video_id"}`; the video is `<data.video_root>/<path>.mp4`
+  (`prepare` also accepts `.webm .mkv .avi .mov .m4v`). An absolute path, or one leading outside the
+  video root, is refused for that video (`base.video_file`).
+
+Files are read as UTF-8 (a leading BOM is accepted); other bytes are an error naming file, line and byte.
 
 A split named in params whose csv is missing is an error naming the file and the param; an
 empty split name ("" in params) means "no such split" and is skipped (`DataConfig.splits`).
@@ -19,6 +23,7 @@ empty split name ("" in params) means "no such split" and is skipped (`DataConfi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -35,8 +40,10 @@ from pipeline.data.datasets.base import (
     answers_are_indices,
     missing_split_error,
     parse_segment,
+    read_text,
     resolve_answer,
     sort_questions,
+    video_file,
 )
 
 VIDEO_MAP = "map_vid_vidorID.json"
@@ -54,8 +61,7 @@ class VideoGrounding:
 
 def read_json(path: Path) -> Any:
     try:
-        with path.open(encoding="utf-8") as fh:
-            return json.load(fh)
+        return json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
 
@@ -125,7 +131,7 @@ def _option_columns(header: list[str], path: Path) -> list[str]:
 
 def read_questions(path: Path, split: str, grounding: dict[str, VideoGrounding]) -> tuple[list[QARecord], list[str]]:
     """`{split}.csv` -> QARecords (segments and duration from `grounding`), plus log warnings."""
-    with path.open(encoding="utf-8", newline="") as fh:
+    with io.StringIO(read_text(path), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -138,7 +144,11 @@ def read_questions(path: Path, split: str, grounding: dict[str, VideoGrounding])
                 raise AnnotationError(f"{path} line {reader.line_num}: expected {len(header)} fields, like the header")
             rows.append((reader.line_num, row))
 
-    as_index = answers_are_indices([row["answer"] for _, row in rows], len(option_columns))
+    as_index = answers_are_indices(
+        [row["answer"] for _, row in rows],
+        len(option_columns),
+        [tuple(row[c] for c in option_columns) for _, row in rows],
+    )
     questions, seen, ambiguous = [], {}, []
     for line, row in rows:
         video_id, qid = row["video_id"].strip(), row["qid"].strip()
@@ -210,12 +220,13 @@ def load(data: DataConfig, missing_hint: str = "") -> LoadedDataset:
             f"{map_path}: {len(unmapped)} video_id(s) used by the questions are not mapped to a file "
             f'(first: {", ".join(unmapped[:5])}); add them as "folder/video_id"'
         )
-    video_root = Path(data.video_root)
+    located = {v: video_file(data.video_root, video_map[v]) for v in video_ids}
     return LoadedDataset(
         name="nextgqa",
         splits=splits,
         questions=sort_questions(questions, splits),
-        video_paths={v: video_root / f"{video_map[v]}.mp4" for v in video_ids},
+        video_paths={v: path for v, (path, _) in located.items()},
         frame_times={v: frame_times[v] for v in video_ids if v in frame_times},
         warnings=tuple(warnings),
+        refused={v: why for v, (_, why) in located.items() if why},
     )

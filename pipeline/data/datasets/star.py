@@ -5,7 +5,8 @@
 "answer": text, "choices": [{"choice_id": 0, "choice": text}, ... 4 items]}` (other keys, such as
 `situations`, are ignored). The question family (Interaction, Sequence, Prediction, Feasibility) is
 the `question_id` prefix before the first `_`; the ground-truth segment is [start, end]; the video
-(Charades) is `<data.video_root>/<video_id>.mp4`. STAR gives no video duration (null).
+(Charades) is `<data.video_root>/<video_id>.mp4` (a video_id that is an absolute path or leads outside
+the root is refused for that video). STAR gives no video duration (null).
 STAR's public test file hides the answers: it cannot be a split here.
 """
 
@@ -23,6 +24,7 @@ from pipeline.data.datasets.base import (
     parse_segment,
     resolve_answer,
     sort_questions,
+    video_file,
 )
 from pipeline.data.datasets.nextgqa import read_json
 
@@ -112,12 +114,12 @@ def load(data: DataConfig) -> LoadedDataset:
         split_questions, split_warnings = read_questions(path, split)
         questions += split_questions
         warnings += split_warnings
-    video_root = Path(data.video_root)
-    video_ids = sorted({q.video_id for q in questions})
+    located = {v: video_file(data.video_root, v) for v in sorted({q.video_id for q in questions})}
     return LoadedDataset(
         name="star",
         splits=splits,
         questions=sort_questions(questions, splits),
-        video_paths={v: video_root / f"{v}.mp4" for v in video_ids},
+        video_paths={v: path for v, (path, _) in located.items()},
         warnings=tuple(warnings),
+        refused={v: why for v, (_, why) in located.items() if why},
     )
