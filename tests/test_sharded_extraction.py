@@ -8,6 +8,9 @@ processes; they use ViT-S-32 (random init), since a fresh process does not see t
 from __future__ import annotations
 
 import dataclasses
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ from pipeline.artifacts.text_features import file_name
 from pipeline.artifacts.visual_features import read_visual_features
 from pipeline.config import LaunchConfig, Params, build, load_params
 from pipeline.distributed import balanced_ranges, torchrun_command
-from pipeline.encoders.frame_batches import chunk_videos
+from pipeline.encoders.frame_batches import MAX_CHUNK_BATCHES, MAX_CHUNKS, chunk_videos
 from pipeline.encoders.text import load_text_encoder
 from pipeline.encoders.visual import load_encoder
 from stages import text_features, visual_features
@@ -66,13 +69,12 @@ def test_balanced_ranges_balance_weights_not_unit_counts():
 
 @pytest.mark.parametrize("num_frames, batch_size", [(32, 64), (8, 32), (4, 6), (32, 48), (31, 64), (5, 1)])
 def test_chunks_hold_whole_batches_and_stay_few(num_frames, batch_size):
+    exact = batch_size // math.gcd(batch_size, num_frames)  # the fewest whole videos that fill whole batches
     for num_videos in (1, 17, 240, 5440, 100_000):
         chunk = chunk_videos(num_videos, num_frames, batch_size)
-        assert chunk >= 1 and -(-num_videos // chunk) <= 256
-        if chunk * num_frames <= 16 * batch_size * 2:
-            exact = batch_size // np.gcd(batch_size, num_frames)
-            if exact * num_frames <= 16 * batch_size:
-                assert chunk * num_frames % batch_size == 0  # no batch is cut short at a chunk's end
+        assert -(-num_videos // chunk) <= MAX_CHUNKS
+        if exact * num_frames <= MAX_CHUNK_BATCHES * batch_size:  # else capped: a short batch per chunk
+            assert chunk % exact == 0 and chunk * num_frames % batch_size == 0
     assert chunk_videos(240, 32, 64) == 2  # the default benchmark: 1 batch per chunk, 120 chunks
 
 
@@ -133,8 +135,6 @@ def clips(tmp_path_factory) -> Path:
 
 
 def visual_params(tmp_path: Path, manifest: Path, model: str = TINY_MODEL, nproc: int = 1) -> Params:
-    import sys
-
     tree = {
         "paths": {"python": sys.executable, "video_manifest": str(manifest), "visual_features": str(tmp_path / "v.pq")},
         "decode": {"num_frames": T},
@@ -258,8 +258,6 @@ def text_encoder():
 
 
 def text_params(tmp_path: Path, nproc: int = 1) -> Params:
-    import sys
-
     tree = {
         "paths": {
             "python": sys.executable,
@@ -333,3 +331,29 @@ def test_two_processes_write_the_one_process_text_files(tmp_path):
         first = (Path(one.paths.text_features) / file_name(kind)).read_bytes()
         assert (Path(two.paths.text_features) / file_name(kind)).read_bytes() == first, kind
     assert not parts_dir(two.paths.text_features).exists()
+
+
+@pytest.mark.slow
+def test_rank_0_receives_the_parts_it_cannot_see(tmp_path):
+    # Per-node outputs: each rank works in its own folder (its "machine's disk"), so rank 0 cannot read
+    # rank 1's part until fetch_to_main sends it over the gloo group.
+    script = tmp_path / "fetch.py"
+    script.write_text(
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from pipeline.distributed import fetch_to_main, rank_context\n"
+        "with rank_context('cpu') as ctx:\n"
+        "    os.chdir(Path(sys.argv[1]) / f'node{ctx.rank}')\n"
+        "    files = [[Path('parts/a.bin')], [Path('parts/b.bin'), Path('parts/c.bin')]]\n"
+        "    if ctx.rank == 1:\n"
+        "        Path('parts').mkdir()\n"
+        "        Path('parts/b.bin').write_bytes(bytes(range(256)) * 1000)\n"
+        "    fetch_to_main(ctx, files, [1] if ctx.is_main else None)\n"
+    )
+    for node in ("node0", "node1"):
+        (tmp_path / node).mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(script)]
+    done = subprocess.run([*command, str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "node0" / "parts" / "b.bin").read_bytes() == bytes(range(256)) * 1000
+    assert not (tmp_path / "node0" / "parts" / "c.bin").exists()  # rank 1 lacks it too: stays missing
