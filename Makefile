@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: repro test lint format install bench
+.PHONY: repro test lint format install bench bench-sharded bench-gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.visual_features
+
+bench-sharded: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.sharded_extraction
+
+bench-gpu: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.gpu

@@ -218,6 +218,35 @@ def measure_throughput(args: argparse.Namespace, work: Path, videos: list[Path])
     }
 
 
+def print_throughput(t: dict, target: float = 0.9) -> None:
+    """Print what `measure_throughput` measured."""
+    runs = lambda values: ", ".join(f"{v:.1f}" for v in values)  # noqa: E731
+    print(
+        f"model {t['model']}, {t['videos']} videos x {t['num_frames']} frames = {t['frames']} frames, "
+        f"{t['torch_threads']} torch threads (model load {t['model_load_s']:.1f} s)"
+    )
+    print(
+        f"  decode only (decord get_batch)     {t['decode_fps']:8.1f} frames/s  {t['decode_cpu_ms']:6.2f} CPU ms/frame"
+    )
+    print(
+        f"  decode + resize/crop (a worker)    {t['decode_preprocess_fps']:8.1f} frames/s  "
+        f"{t['decode_preprocess_cpu_ms']:6.2f} CPU ms/frame"
+    )
+    print(
+        f"  encoder only (pre-decoded tensors) {max(t['encoder_fps_all']):8.1f} frames/s  "
+        f"{t['encoder_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['encoder_fps_all'])} frames/s)"
+    )
+    print(
+        f"  whole stage                        {max(t['stage_fps_all']):8.1f} frames/s  "
+        f"{t['stage_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['stage_fps_all'])} frames/s; "
+        f"best {t['stage_s_best']:.1f} s)"
+    )
+    print(
+        f"  ratio whole / encoder: {t['ratio_wall']:.3f} by best wall time, {t['ratio_cpu']:.3f} by CPU "
+        f"time per frame  (target >= {target})"
+    )
+
+
 def child_stage_run(args: argparse.Namespace) -> None:
     """(In a subprocess) run the whole stage once; print wall time and peak RSS as JSON."""
     work = Path(args.child_dir)
@@ -359,33 +388,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{os.cpu_count()} CPUs (load average now {os.getloadavg()[0]:.1f})"
         )
         if not args.skip_throughput:
-            t = measure_throughput(args, work, videos)
-            runs = lambda values: ", ".join(f"{v:.1f}" for v in values)  # noqa: E731
-            print(
-                f"model {t['model']}, {t['videos']} videos x {t['num_frames']} frames = {t['frames']} frames, "
-                f"{t['torch_threads']} torch threads (model load {t['model_load_s']:.1f} s)"
-            )
-            print(
-                f"  decode only (decord get_batch)     {t['decode_fps']:8.1f} frames/s  "
-                f"{t['decode_cpu_ms']:6.2f} CPU ms/frame"
-            )
-            print(
-                f"  decode + resize/crop (a worker)    {t['decode_preprocess_fps']:8.1f} frames/s  "
-                f"{t['decode_preprocess_cpu_ms']:6.2f} CPU ms/frame"
-            )
-            print(
-                f"  encoder only (pre-decoded tensors) {max(t['encoder_fps_all']):8.1f} frames/s  "
-                f"{t['encoder_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['encoder_fps_all'])} frames/s)"
-            )
-            print(
-                f"  whole stage                        {max(t['stage_fps_all']):8.1f} frames/s  "
-                f"{t['stage_cpu_ms']:6.2f} CPU ms/frame  (runs: {runs(t['stage_fps_all'])} frames/s; "
-                f"best {t['stage_s_best']:.1f} s)"
-            )
-            print(
-                f"  ratio whole / encoder: {t['ratio_wall']:.3f} by best wall time, {t['ratio_cpu']:.3f} by CPU "
-                "time per frame  (target >= 0.9)"
-            )
+            print_throughput(measure_throughput(args, work, videos))
         if not args.skip_rss:
             small, large = measure_rss(args, work, videos)
             for run in (small, large):

@@ -7,6 +7,7 @@
     encoders/                        visual and text encoders, dependency parsers, semantic graphs
     artifacts/                       Parquet schemas, readers and writers of every artifact, checkpoints
     config.py, errors.py, runtime.py typed params, user-facing errors, seeding/devices/logging
+    distributed.py                   a stage as several processes (torchrun, process groups, shards)
 
 Imports only go down this list (`evaluation` may use `training`; `data` and `encoders` may use
 `artifacts`), and `pipeline/` may import `models/`, never `stages/` (except the CLI, which runs them).

@@ -174,8 +174,45 @@ class TextFeaturesConfig:
 
 
 @dataclass(frozen=True)
+class LaunchConfig:
+    """How a stage runs as several processes under torchrun (`pipeline.distributed`); 1 process in all
+    (the default) starts nothing. World size = nproc_per_node x nnodes."""
+
+    nproc_per_node: int = 1  # processes on each machine: one per GPU, or CPU workers (gloo)
+    nnodes: int = 1  # machines
+    node_rank: int = 0  # this machine: 0 where `dvc repro` runs, 1..nnodes-1 elsewhere
+    rdzv_endpoint: str = "127.0.0.1:29500"  # host:port of node 0 that every node reaches (used when nnodes > 1)
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.rdzv_endpoint.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def validate(self, key: str) -> None:
+        check(self.nproc_per_node >= 1, f"{key}.nproc_per_node", "must be >= 1")
+        check(self.nnodes >= 1, f"{key}.nnodes", "must be >= 1")
+        check(
+            0 <= self.node_rank < self.nnodes,
+            f"{key}.node_rank",
+            f"must be in [0, nnodes - 1] = [0, {self.nnodes - 1}], got {self.node_rank}",
+        )
+        host, _, port = self.rdzv_endpoint.rpartition(":")
+        check(
+            bool(host) and port.isdigit() and 0 < int(port) < 65536,
+            f"{key}.rdzv_endpoint",
+            f"must be host:port of node 0 (e.g. node0.cluster:29500), got {self.rdzv_endpoint!r}",
+        )
+
+
+@dataclass(frozen=True)
 class FeaturesConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Processes of visual_features and text_features; the artifacts do not depend on it.
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
     visual: VisualFeaturesConfig = field(default_factory=VisualFeaturesConfig)
     text: TextFeaturesConfig = field(default_factory=TextFeaturesConfig)
 

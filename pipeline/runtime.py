@@ -29,11 +29,20 @@ def get_logger(name: str) -> logging.Logger:
     root = logging.getLogger("cra")
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%H:%M:%S"))
+        rank = _launcher_rank()
+        log_format = _LOG_FORMAT if rank is None else _LOG_FORMAT.replace("%(name)s", f"[rank {rank}] %(name)s")
+        handler.setFormatter(logging.Formatter(log_format, datefmt="%H:%M:%S"))
         root.addHandler(handler)
         root.setLevel(os.environ.get("CRA_LOG_LEVEL", "INFO"))
         root.propagate = False
     return logging.getLogger(f"cra.{name}")
+
+
+def _launcher_rank() -> int | None:
+    """This process's rank when torchrun (or a similar launcher) runs several; None otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ:
+        return int(os.environ["RANK"])
+    return None
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -49,15 +58,40 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def resolve_device(requested: str = "auto"):
-    """`auto` -> CUDA when available, else CPU. Asking for `cuda` without one is an error."""
+def thread_invariant_cpu_math() -> None:
+    """Ask MKL (torch's CPU matrix products) for its strict reproducibility mode, unless MKL_CBWR is set.
+
+    `MKL_CBWR=AUTO,STRICT`: the best code path for the CPU, with results that do not depend on the
+    number of threads, so one process using every core and N processes sharing them compute the same
+    bits (without it, MiniLM's features changed in the last bits between 1 and 2 threads; no cost
+    measurable on our 2-core benchmarks). MKL reads it at its first call: call this before any matmul.
+    """
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+
+
+def resolve_device(requested: str = "auto", local_rank: int | None = None):
+    """`auto` -> CUDA when available, else CPU. Asking for `cuda` without one is an error.
+
+    With `local_rank` (a process of a multi-process run), CUDA means the GPU `cuda:<local_rank>`, made
+    the current device; a machine with fewer GPUs than processes is an error.
+    """
     import torch
 
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device `cuda` was requested in params but torch sees no CUDA device; use `auto` or `cpu`")
-    return torch.device(requested)
+    if requested != "cuda" or local_rank is None:
+        return torch.device(requested)
+    count = torch.cuda.device_count()
+    if local_rank >= count:
+        raise RuntimeError(
+            f"process {local_rank} of this machine has no GPU of its own: torch sees {count} CUDA device(s); run at "
+            "most one process per GPU"
+        )
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device
 
 
 def autocast_dtype(device) -> torch.dtype | None:
@@ -70,10 +104,11 @@ def autocast_dtype(device) -> torch.dtype | None:
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
-    """A tqdm progress bar on stderr; quiet when CRA_NO_PROGRESS=1 (tests) or stderr is not a tty."""
+    """A tqdm progress bar on stderr; quiet when CRA_NO_PROGRESS=1 (tests), in processes other than rank 0
+    of a multi-process run, or when stderr is not a tty."""
     from tqdm import tqdm
 
-    disable = os.environ.get("CRA_NO_PROGRESS") == "1"
+    disable = os.environ.get("CRA_NO_PROGRESS") == "1" or (_launcher_rank() or 0) > 0
     yield from tqdm(items, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True, mininterval=1.0)
 
 

@@ -11,6 +11,13 @@ in `pipeline.artifacts.text_features`):
 
 Rows are sorted by `text_id` and each file is written in one piece (one Parquet row group, so the
 reader gets zero-copy numpy views); features are stored as `features.text.dtype` (float16 default).
+Each file's metadata carries `feature_checksum` over its feature columns (tokens, mask, pooled).
+
+Several processes (`features.launch`, see `pipeline.distributed`): the stage re-runs itself under
+torchrun; for each kind, every rank takes a contiguous run of whole encoder batches (so each batch, and
+its padding, is the same as with one process) balanced by text count, writes its part
+(`pipeline.artifacts.shards`), and rank 0 merges the parts into the files one process writes, byte
+for byte.
 
 Shape notation: N unique texts of one kind, L tokens, D encoder width.
 """
@@ -18,6 +25,7 @@ Shape notation: N unique texts of one kind, L tokens, D encoder width.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,16 @@ import pyarrow as pa
 
 from pipeline.artifacts import schemas
 from pipeline.artifacts.parquet import numpy_to_fixed_list, read_table, write_table
+from pipeline.artifacts.shards import (
+    RERUN_HINT,
+    ColumnChecksum,
+    Part,
+    PartFile,
+    build_in_parts,
+    fingerprint,
+    part_path,
+    read_parts,
+)
 from pipeline.artifacts.text_features import (
     ARTIFACT,
     KINDS,
@@ -37,14 +55,17 @@ from pipeline.artifacts.text_features import (
     qa_text,
     text_id,
 )
-from pipeline.config import Params, TextFeaturesConfig
+from pipeline.config import Params, TextFeaturesConfig, to_dict
+from pipeline.distributed import balanced_ranges, needs_relaunch, rank_context, relaunch
 from pipeline.encoders.text import TextEncoder, load_text_encoder
 from pipeline.errors import PipelineError
-from pipeline.runtime import get_logger, resolve_device, timed
+from pipeline.runtime import get_logger, timed
 
 log = get_logger("text_features")
 
 KIND_LABELS = {"question": "questions", "option": "options", "qa": "question+answer texts"}
+# The columns `feature_checksum` covers (`qa` has no tokens or mask).
+FEATURE_COLUMNS = ("tokens", "mask", "pooled")
 
 
 def collect_texts(questions: Sequence[str], options: Sequence[Sequence[str]]) -> dict[str, list[str]]:
@@ -105,6 +126,7 @@ def text_metadata(encoder: TextEncoder, cfg: TextFeaturesConfig, kind: str, tabl
     """What a text-feature file records: the model and settings (checked by readers), and counts."""
     max_len = kind_max_len(kind, cfg.question_max_len, cfg.answer_max_len)
     num_tokens = table.column("num_tokens").to_numpy()
+    checksum = ColumnChecksum([name for name in FEATURE_COLUMNS if name in table.column_names]).update(table)
     return {
         "artifact": ARTIFACT,
         "kind": kind,
@@ -121,7 +143,34 @@ def text_metadata(encoder: TextEncoder, cfg: TextFeaturesConfig, kind: str, tabl
         "num_texts": table.num_rows,
         "num_truncated": int((num_tokens > max_len).sum()),
         "max_num_tokens": int(num_tokens.max(initial=0)),
+        **checksum.metadata(),
     }
+
+
+def write_kind(
+    encoder: TextEncoder,
+    cfg: TextFeaturesConfig,
+    kind: str,
+    table: pa.Table,
+    path: str | Path,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """Write one kind's table (all its rows, or a part's) with its metadata; returns the metadata."""
+    max_len = kind_max_len(kind, cfg.question_max_len, cfg.answer_max_len)
+    meta = {**text_metadata(encoder, cfg, kind, table), **(extra or {})}
+    write_table(table, path, kind_schema(kind, encoder.dim, max_len, cfg.dtype), meta)
+    return meta
+
+
+def _log_kind(kind: str, meta: dict[str, Any]) -> None:
+    log.info(
+        "%s: %d unique texts, %d longer than %d tokens (truncated; longest %d)",
+        kind,
+        meta["num_texts"],
+        meta["num_truncated"],
+        meta["max_len"],
+        meta["max_num_tokens"],
+    )
 
 
 def write_text_features(
@@ -133,21 +182,74 @@ def write_text_features(
     for kind in KINDS:
         max_len = kind_max_len(kind, cfg.question_max_len, cfg.answer_max_len)
         table = encode_kind(encoder, kind, texts[kind], max_len, cfg.dtype)
-        meta = text_metadata(encoder, cfg, kind, table)
-        write_table(table, out_dir / file_name(kind), kind_schema(kind, encoder.dim, max_len, cfg.dtype), meta)
+        _log_kind(kind, write_kind(encoder, cfg, kind, table, out_dir / file_name(kind)))
         counts[kind] = table.num_rows
-        log.info(
-            "%s: %d unique texts, %d longer than %d tokens (truncated; longest %d)",
-            kind,
-            meta["num_texts"],
-            meta["num_truncated"],
-            max_len,
-            meta["max_num_tokens"],
-        )
     return counts
 
 
+# ---------------------------------------------------------------------------------------------
+# Several processes: one part per rank (three files), merged by rank 0
+
+
+def batch_shards(num_texts: int, batch_size: int, count: int) -> list[range]:
+    """Each rank's texts of one kind: a contiguous run of whole encoder batches, balanced by text count."""
+    starts = list(range(0, num_texts, batch_size))
+    spans = balanced_ranges([min(batch_size, num_texts - start) for start in starts], count)
+    return [range(min(span.start * batch_size, num_texts), min(span.stop * batch_size, num_texts)) for span in spans]
+
+
+@dataclass
+class ShardedText:
+    """Every kind's texts as one part per rank (a file per kind): contiguous runs of whole encoder
+    batches, balanced by text count; how a rank writes its part, and how rank 0 merges. Build with `plan`."""
+
+    encoder: TextEncoder
+    cfg: TextFeaturesConfig
+    texts: dict[str, list[str]]
+    out_dir: Path
+    parts: list[Part]
+    rows: list[dict[str, range]]  # each part's rows of each kind
+
+    @classmethod
+    def plan(
+        cls, encoder: TextEncoder, cfg: TextFeaturesConfig, texts: dict[str, list[str]], out_dir: str | Path, count: int
+    ) -> ShardedText:
+        settings = {"model": encoder.name, "model_checksum": encoder.source.checksum, "config": to_dict(cfg)}
+        shards = {kind: batch_shards(len(texts[kind]), cfg.batch_size, count) for kind in KINDS}
+        parts, rows = [], []
+        for index in range(count):
+            mine = {kind: shards[kind][index] for kind in KINDS}
+            files = []
+            for kind in KINDS:
+                span = mine[kind]
+                made_from = {**settings, "kind": kind, "index": index, "count": count, "first_row": span.start}
+                made_from["texts"] = fingerprint(texts[kind][span.start : span.stop])
+                files.append(PartFile(part_path(out_dir, index, count, kind), fingerprint(made_from)))
+            description = ", ".join(f"{len(mine[kind])} {KIND_LABELS[kind]}" for kind in KINDS)
+            parts.append(Part(index, count, description, tuple(files)))
+            rows.append(mine)
+        return cls(encoder, cfg, texts, Path(out_dir), parts, rows)
+
+    def write_part(self, part: Part) -> None:
+        cfg = self.cfg
+        for kind, file in zip(KINDS, part.files, strict=True):
+            span = self.rows[part.index][kind]
+            max_len = kind_max_len(kind, cfg.question_max_len, cfg.answer_max_len)
+            table = encode_kind(self.encoder, kind, self.texts[kind][span.start : span.stop], max_len, cfg.dtype)
+            write_kind(self.encoder, cfg, kind, table, file.path, part.metadata(file))
+
+    def merge(self) -> None:
+        """Write the parts' rows into the files of `out_dir` exactly as one process writes them (the parts
+        must be valid: `require_parts`)."""
+        for i, kind in enumerate(KINDS):
+            table = read_parts([part.files[i].path for part in self.parts])
+            _log_kind(kind, write_kind(self.encoder, self.cfg, kind, table, self.out_dir / file_name(kind)))
+
+
 def run(params: Params) -> None:
+    if needs_relaunch(params.features.launch):  # several processes wanted: run this stage under torchrun
+        relaunch("text-features", params, params.features.launch, RERUN_HINT)
+        return
     cfg = params.features.text
     questions, options = read_qa_texts(params.paths.qa_table)
     texts = collect_texts(questions, options)
@@ -160,6 +262,11 @@ def run(params: Params) -> None:
         len(texts["option"]),
         len(texts["qa"]),
     )
-    encoder = load_text_encoder(cfg.model, resolve_device(params.features.device), batch_size=cfg.batch_size)
-    with timed(log, "text encoding"):
-        write_text_features(encoder, cfg, texts, params.paths.text_features)
+    with rank_context(params.features.device) as ctx:
+        encoder = load_text_encoder(cfg.model, ctx.device, batch_size=cfg.batch_size)
+        with timed(log, "text encoding"):
+            if ctx.world_size == 1:
+                write_text_features(encoder, cfg, texts, params.paths.text_features)
+            else:
+                sharded = ShardedText.plan(encoder, cfg, texts, params.paths.text_features, ctx.world_size)
+                build_in_parts(ctx, sharded.parts, params.paths.text_features, sharded.write_part, sharded.merge)

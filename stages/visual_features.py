@@ -14,15 +14,22 @@ A video that fails to decode here (the manifest said `ok`, but decord raises, or
 longer than `decode.timeout_s`) is logged, listed in the metadata `skipped_videos` with its status
 (`corrupt` or `timeout`) and reason, and left out; the run goes on.
 
+Several processes (`features.launch`, see `pipeline.distributed`): the stage re-runs itself under
+torchrun. The ok videos are cut into chunks (`chunk_videos`) that encoder batches never cross, and
+each rank takes a contiguous run of chunks balanced by frame count, writes its part
+(`pipeline.artifacts.shards`), and rank 0 merges the parts into the file one process writes: same
+rows, order, feature bytes and metadata (`feature_checksum` included), byte for byte, because every
+batch holds the same frames whatever the number of ranks.
+
 Shape notation: N videos, T frames per video, B frames per encoder batch, C = 3 channels,
 S_h x S_w model input size, D feature width.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,21 +39,35 @@ import pyarrow as pa
 import torch
 
 from pipeline.artifacts import schemas
-from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_table
+from pipeline.artifacts.parquet import StreamWriter, numpy_to_fixed_list, read_metadata, read_table
+from pipeline.artifacts.shards import (
+    RERUN_HINT,
+    ColumnChecksum,
+    Part,
+    PartFile,
+    build_in_parts,
+    fingerprint,
+    iter_rows,
+    part_path,
+)
 from pipeline.artifacts.visual_features import ARTIFACT, ORACLE
 from pipeline.config import Params
 from pipeline.data.decode import DecodedVideo, DecodeFailure, VideoRequest, iter_decoded
 from pipeline.data.synthetic.oracle import ORACLE_DIM, oracle_features
 from pipeline.data.synthetic.oracle import feature_names as oracle_feature_names
 from pipeline.data.synthetic.records import read_scripts
+from pipeline.distributed import RankContext, balanced_ranges, needs_relaunch, rank_context, relaunch
+from pipeline.encoders.frame_batches import FrameBatcher, chunk_videos
 from pipeline.encoders.visual import VisualEncoder, load_encoder
 from pipeline.errors import PipelineError
-from pipeline.runtime import get_logger, progress, resolve_device
+from pipeline.runtime import get_logger, progress
 
 log = get_logger("visual_features")
 
 # Features buffered before a Parquet row group is written: bounds memory, keeps row groups large.
 ROW_GROUP_BYTES = 16 << 20
+# The columns `feature_checksum` covers.
+FEATURE_COLUMNS = ("features",)
 # Sources with a short side above this multiple of the model input side are downscaled at decode.
 DECODE_MAX_SCALE = 2
 # Decode workers' niceness when they share the CPU with the encoder (see pipeline.data.decode).
@@ -90,79 +111,12 @@ def load_video_requests(manifest: str | Path, num_frames: int) -> list[VideoRequ
 
 
 # ---------------------------------------------------------------------------------------------
-# Cross-video batching
-
-
-@dataclass
-class _PendingVideo:
-    key: Any
-    frames: Any  # (T, ...) tensor; dropped once every frame is in a batch
-    features: np.ndarray  # (T, D) float32, filled batch by batch
-    batched: int = 0  # frames handed to the encoder so far
-
-
-class FrameBatcher:
-    """Packs the frames of consecutive videos into encoder batches of exactly `batch_size` frames.
-
-    `add(key, frames)` queues a video's (T, ...) frames, encodes every full batch now possible with
-    `encode` ((B, ...) -> (B, D) tensor), and returns the videos whose T features are all done, as
-    `(key, (T, D) float32)`, in the order they were added; `finish()` encodes the remainder. At
-    most `batch_size` frames plus one video wait here.
-    """
-
-    def __init__(self, batch_size: int, dim: int, encode: Callable[[Any], Any]):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = batch_size
-        self.dim = dim
-        self.encode = encode
-        self.frames_encoded = 0
-        self._waiting: deque[_PendingVideo] = deque()  # videos with frames not yet encoded
-        self._buffered = 0  # frames waiting
-
-    def add(self, key: Any, frames: Any) -> list[tuple[Any, np.ndarray]]:
-        num_frames = len(frames)
-        self._waiting.append(_PendingVideo(key, frames, np.empty((num_frames, self.dim), dtype=np.float32)))
-        self._buffered += num_frames
-        done: list[tuple[Any, np.ndarray]] = []
-        while self._buffered >= self.batch_size:
-            done += self._encode_batch(self.batch_size)
-        return done
-
-    def finish(self) -> list[tuple[Any, np.ndarray]]:
-        return self._encode_batch(self._buffered) if self._buffered else []
-
-    def _encode_batch(self, size: int) -> list[tuple[Any, np.ndarray]]:
-        pieces, slots, taken = [], [], 0
-        for video in self._waiting:
-            if taken == size:
-                break
-            count = min(size - taken, len(video.features) - video.batched)
-            if count == 0:
-                continue
-            pieces.append(video.frames[video.batched : video.batched + count])
-            slots.append((video, video.batched, count))
-            video.batched += count
-            taken += count
-            if video.batched == len(video.features):
-                video.frames = None  # the batch holds what it needs; free the rest now
-        batch = pieces[0] if len(pieces) == 1 else torch.cat(pieces)  # (B, C, S_h, S_w)
-        features = self.encode(batch).numpy()  # (B, D)
-        offset = 0
-        for video, start, count in slots:
-            video.features[start : start + count] = features[offset : offset + count]
-            offset += count
-        self._buffered -= size
-        self.frames_encoded += size
-        done = []
-        while self._waiting and self._waiting[0].batched == len(self._waiting[0].features):
-            video = self._waiting.popleft()
-            done.append((video.key, video.features))
-        return done
-
-
-# ---------------------------------------------------------------------------------------------
 # Writing
+
+
+def rows_per_group(num_frames: int, dim: int, dtype: str) -> int:
+    """Rows of a Parquet row group: ~ROW_GROUP_BYTES of features."""
+    return max(1, ROW_GROUP_BYTES // (num_frames * dim * np.dtype(dtype).itemsize))
 
 
 class _RowBuffer:
@@ -170,6 +124,7 @@ class _RowBuffer:
 
     def __init__(self, writer: StreamWriter, schema: pa.Schema, dtype: str, rows_per_group: int):
         self.writer, self.schema, self.dtype, self.rows_per_group = writer, schema, np.dtype(dtype), rows_per_group
+        self.checksum = ColumnChecksum(FEATURE_COLUMNS)
         self._rows: list[tuple[VideoRequest, np.ndarray]] = []
 
     def add(self, request: VideoRequest, features: np.ndarray) -> None:
@@ -187,7 +142,9 @@ class _RowBuffer:
             numpy_to_fixed_list(np.stack([r.timestamps for r in requests]).astype(np.float64)),  # (n, T)
             numpy_to_fixed_list(np.stack([f for _, f in self._rows]).astype(self.dtype)),  # (n, T, D)
         ]
-        self.writer.write(pa.RecordBatch.from_arrays(arrays, schema=self.schema.remove_metadata()))
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema.remove_metadata())
+        self.writer.write(batch)
+        self.checksum.update(batch)
         self._rows.clear()
 
 
@@ -203,6 +160,24 @@ class ExtractionSummary:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
 
+def artifact_metadata(
+    encoder: VisualEncoder, *, num_frames: int, dtype: str, batch_size: int, chunk_videos: int | None
+) -> dict[str, Any]:
+    """The metadata of the artifact that depends on the settings, not on the rows."""
+    return {
+        "artifact": ARTIFACT,
+        **encoder.metadata(),
+        "dtype": dtype,
+        "num_frames": num_frames,
+        "decode": {"library": "decord", "resize_at_decode_above_short_side": _max_short_side(encoder)},
+        "batching": {"batch_size": batch_size, "chunk_videos": chunk_videos},
+    }
+
+
+def _max_short_side(encoder: VisualEncoder) -> int:
+    return DECODE_MAX_SCALE * max(encoder.spec.image_size)
+
+
 def extract_visual_features(
     requests: Sequence[VideoRequest],
     encoder: VisualEncoder,
@@ -211,47 +186,44 @@ def extract_visual_features(
     num_frames: int,
     dtype: str = "float32",
     batch_size: int = 64,
+    chunk_videos: int | None = None,
     num_workers: int = 1,
     prefetch_videos: int = 8,
     worker_niceness: int | None = None,
     metadata: dict[str, Any] | None = None,
     timeout_s: float | None = None,
+    allow_empty: bool = False,
 ) -> ExtractionSummary:
     """Decode, encode and write the features of `requests` to `output` (atomically).
 
-    Raises `PipelineError` when no video decodes.
+    Encoder batches stop at the end of every `chunk_videos` requests (None: they run across all).
+    Raises `PipelineError` when no video decodes, unless `allow_empty` (a part of a sharded run).
     `worker_niceness` (default: `CPU_WORKER_NICENESS` when the encoder is on the CPU, else 0) lowers
     the decode workers' priority. `timeout_s` abandons a video whose decode takes longer (`timeout`).
     """
-    if not requests:
+    if not requests and not allow_empty:
         raise PipelineError("no video to encode: the manifest has no row with status `ok`")
-    itemsize = np.dtype(dtype).itemsize
     schema = schemas.visual_features(num_frames, encoder.dim, pa.from_numpy_dtype(np.dtype(dtype)))
-    max_short_side = DECODE_MAX_SCALE * max(encoder.spec.image_size)
-    meta = {
-        "artifact": ARTIFACT,
-        **encoder.metadata(),
-        "dtype": dtype,
-        "num_frames": num_frames,
-        "decode": {"library": "decord", "resize_at_decode_above_short_side": max_short_side},
-        "videos_requested": len(requests),
-        **(metadata or {}),
-    }
+    settings = dict(num_frames=num_frames, dtype=dtype, batch_size=batch_size, chunk_videos=chunk_videos)
+    meta = {**artifact_metadata(encoder, **settings), "videos_requested": len(requests), **(metadata or {})}
     skipped: list[dict[str, str]] = []
     start = time.perf_counter()
     batcher = FrameBatcher(batch_size, encoder.dim, encoder.encode)
     decoded: Iterator[DecodedVideo | DecodeFailure] = iter_decoded(
         requests,
         encoder.preprocessor,
-        num_workers=num_workers,
+        num_workers=num_workers if requests else 0,
         prefetch_videos=prefetch_videos,
-        max_short_side=max_short_side,
+        max_short_side=_max_short_side(encoder),
         worker_niceness=_worker_niceness(encoder) if worker_niceness is None else worker_niceness,
         timeout_s=timeout_s,
     )
     with StreamWriter(output, schema, meta) as writer:
-        rows = _RowBuffer(writer, schema, dtype, max(1, ROW_GROUP_BYTES // (num_frames * encoder.dim * itemsize)))
-        for item in progress(decoded, desc="visual features", total=len(requests), unit="video"):
+        rows = _RowBuffer(writer, schema, dtype, rows_per_group(num_frames, encoder.dim, dtype))
+        for position, item in enumerate(progress(decoded, desc="visual features", total=len(requests), unit="video")):
+            if chunk_videos and position and position % chunk_videos == 0:
+                for request, features in batcher.finish():  # no batch crosses a chunk's end
+                    rows.add(request, features)
             if isinstance(item, DecodeFailure):
                 request = item.request
                 log.warning("skipping video %s (%s): %s", request.video_id, request.path, item.reason)
@@ -264,14 +236,134 @@ def extract_visual_features(
         for request, features in batcher.finish():
             rows.add(request, features)
         rows.flush()
-        if writer.rows == 0:
-            reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in skipped[:3])
-            raise PipelineError(
-                f"none of the {len(requests)} videos could be decoded (e.g. {reasons}); nothing written"
-            )
-        writer.update_metadata({"videos": writer.rows, "skipped_videos": skipped})
+        if writer.rows == 0 and not allow_empty:
+            raise _nothing_decoded(len(requests), skipped)
+        writer.update_metadata({"videos": writer.rows, "skipped_videos": skipped, **rows.checksum.metadata()})
     seconds = time.perf_counter() - start
     return ExtractionSummary(videos=writer.rows, frames=batcher.frames_encoded, seconds=seconds, skipped=skipped)
+
+
+def _nothing_decoded(requested: int, skipped: list[dict[str, str]]) -> PipelineError:
+    reasons = "; ".join(f"{s['video_id']}: {s['reason']}" for s in skipped[:3])
+    return PipelineError(f"none of the {requested} videos could be decoded (e.g. {reasons}); nothing written")
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes: one part per rank, merged by rank 0
+
+
+def _video_record(request: VideoRequest) -> dict[str, Any]:
+    """What a part's fingerprint records of one video: the manifest row and the file's size and mtime."""
+    try:
+        stat = os.stat(request.path)
+        file = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        file = None
+    return {
+        "video_id": request.video_id,
+        "path": request.path,
+        "frame_indices": request.frame_indices.tolist(),
+        "timestamps": request.timestamps.tolist(),
+        "size": [request.width, request.height],
+        "file": file,
+    }
+
+
+@dataclass
+class ShardedExtraction:
+    """`requests` as one part per rank: contiguous runs of whole chunks (`chunk_videos`), balanced by
+    frame count; how a rank writes its part, and how rank 0 merges them. Build with `plan`."""
+
+    requests: Sequence[VideoRequest]
+    encoder: VisualEncoder
+    output: Path
+    meta: dict[str, Any]  # `artifact_metadata`
+    decode: dict[str, Any]  # num_workers, prefetch_videos
+    parts: list[Part]
+    shards: list[list[VideoRequest]]  # each part's videos
+
+    @classmethod
+    def plan(
+        cls,
+        requests: Sequence[VideoRequest],
+        encoder: VisualEncoder,
+        output: str | Path,
+        count: int,
+        *,
+        num_frames: int,
+        dtype: str,
+        batch_size: int,
+        weights: str,
+        **decode: Any,
+    ) -> ShardedExtraction:
+        """`weights` is the encoder's `weights_digest()`; `decode`: num_workers, prefetch_videos."""
+        chunk = chunk_videos(len(requests), num_frames, batch_size)
+        meta = artifact_metadata(encoder, num_frames=num_frames, dtype=dtype, batch_size=batch_size, chunk_videos=chunk)
+        chunks = [requests[start : start + chunk] for start in range(0, len(requests), chunk)]
+        spans = balanced_ranges([sum(len(r.frame_indices) for r in c) for c in chunks], count)
+        parts, shards = [], []
+        for index, span in enumerate(spans):
+            shard = [request for c in chunks[span.start : span.stop] for request in c]
+            frames = sum(len(r.frame_indices) for r in shard)
+            description = (
+                f"videos {shard[0].video_id!r}..{shard[-1].video_id!r}: {len(shard)} videos, {frames} frames"
+                if shard
+                else "no videos"
+            )
+            made_from = {"artifact": meta, "weights": weights, "index": index, "count": count}
+            made_from["videos"] = [_video_record(r) for r in shard]
+            file = PartFile(part_path(output, index, count), fingerprint(made_from))
+            parts.append(Part(index, count, description, (file,)))
+            shards.append(shard)
+        return cls(requests, encoder, Path(output), meta, decode, parts, shards)
+
+    def write_part(self, part: Part) -> None:
+        (file,) = part.files
+        extract_visual_features(
+            self.shards[part.index],
+            self.encoder,
+            file.path,
+            num_frames=self.meta["num_frames"],
+            dtype=self.meta["dtype"],
+            **self.meta["batching"],
+            **self.decode,
+            metadata=part.metadata(file),
+            allow_empty=True,
+        )
+
+    def merge(self) -> int:
+        """Write the parts' rows, in order, into `output` exactly as one process writes them (the parts
+        must be valid: `require_parts`); returns the row count."""
+        paths = [part.files[0].path for part in self.parts]
+        skipped = [s for path in paths for s in read_metadata(path)["skipped_videos"]]
+        num_frames, dim, dtype = self.meta["num_frames"], self.meta["dim"], self.meta["dtype"]
+        schema = schemas.visual_features(num_frames, dim, pa.from_numpy_dtype(np.dtype(dtype)))
+        checksum = ColumnChecksum(FEATURE_COLUMNS)
+        requested = len(self.requests)
+        with StreamWriter(self.output, schema, {**self.meta, "videos_requested": requested}) as writer:
+            for table in iter_rows(paths, rows_per_group(num_frames, dim, dtype)):
+                writer.write(table)
+                checksum.update(table)
+            if writer.rows == 0:
+                raise _nothing_decoded(requested, skipped)
+            writer.update_metadata({"videos": writer.rows, "skipped_videos": skipped, **checksum.metadata()})
+        return writer.rows
+
+
+def extract_sharded(
+    requests: Sequence[VideoRequest], encoder: VisualEncoder, output: str | Path, ctx: RankContext, **settings: Any
+) -> ExtractionSummary | None:
+    """This rank's part of `requests`; rank 0 then merges every part into `output` and returns the summary
+    (None on the other ranks). `settings`: those of `ShardedExtraction.plan` but `weights`."""
+    start = time.perf_counter()
+    weights = encoder.weights_digest()
+    ctx.require_same(weights, "the visual encoder's weights")
+    sharded = ShardedExtraction.plan(requests, encoder, output, ctx.world_size, weights=weights, **settings)
+    rows = build_in_parts(ctx, sharded.parts, output, sharded.write_part, sharded.merge)
+    if rows is None:
+        return None
+    skipped = read_metadata(output)["skipped_videos"]
+    return ExtractionSummary(rows, rows * sharded.meta["num_frames"], time.perf_counter() - start, skipped)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,32 +411,22 @@ def write_oracle_features(params: Params, requests: Sequence[VideoRequest]) -> N
 def run(params: Params) -> None:
     visual = params.features.visual
     num_frames = params.decode.num_frames
+    if visual.model == ORACLE:  # no encoder to spread over processes: one process writes the scene states
+        requests = load_video_requests(params.paths.video_manifest, num_frames)
+        if not requests:
+            raise PipelineError(f"{params.paths.video_manifest} has no video with status `ok`")
+        write_oracle_features(params, requests)
+        return
+    if needs_relaunch(params.features.launch):  # several processes wanted: run this stage under torchrun
+        relaunch("visual-features", params, params.features.launch, RERUN_HINT)
+        return
     requests = load_video_requests(params.paths.video_manifest, num_frames)
     if not requests:
         raise PipelineError(
             f"{params.paths.video_manifest} has no video with status `ok`: check data.video_root and the "
             "`error` column of the manifest (`python -m pipeline inspect` shows it)"
         )
-    if visual.model == ORACLE:
-        write_oracle_features(params, requests)
-        return
-    try:
-        device = resolve_device(params.features.device)
-    except RuntimeError as err:
-        raise PipelineError(f"features.device: {err}") from None
-    encoder = load_encoder(visual.model, visual.pretrained, device)
-    log.info(
-        "encoding %d videos x %d frames: batch %d, %d decode worker(s), %d torch thread(s)",
-        len(requests),
-        num_frames,
-        visual.batch_size,
-        visual.num_workers,
-        torch.get_num_threads(),
-    )
-    summary = extract_visual_features(
-        requests,
-        encoder,
-        params.paths.visual_features,
+    settings = dict(
         num_frames=num_frames,
         dtype=visual.dtype,
         batch_size=visual.batch_size,
@@ -352,14 +434,32 @@ def run(params: Params) -> None:
         prefetch_videos=visual.prefetch_videos,
         timeout_s=params.decode.timeout_s,
     )
-    log.info(
-        "wrote %s: %d videos, %d frames in %.1f s (%.1f frames/s)%s",
-        params.paths.visual_features,
-        summary.videos,
-        summary.frames,
-        summary.seconds,
-        summary.frames_per_second,
-        f"; SKIPPED {len(summary.skipped)} that failed to decode (metadata `skipped_videos`)"
-        if summary.skipped
-        else "",
-    )
+    with rank_context(params.features.device) as ctx:
+        encoder = load_encoder(visual.model, visual.pretrained, ctx.device)
+        log.info(
+            "encoding %d videos x %d frames: batch %d, %d decode worker(s), %d torch thread(s), %d process(es)",
+            len(requests),
+            num_frames,
+            visual.batch_size,
+            visual.num_workers,
+            torch.get_num_threads(),
+            ctx.world_size,
+        )
+        output = params.paths.visual_features
+        if ctx.world_size == 1:
+            chunk = chunk_videos(len(requests), num_frames, visual.batch_size)
+            summary = extract_visual_features(requests, encoder, output, chunk_videos=chunk, **settings)
+        else:
+            summary = extract_sharded(requests, encoder, output, ctx, **settings)
+    if summary is not None:
+        log.info(
+            "wrote %s: %d videos, %d frames in %.1f s (%.1f frames/s)%s",
+            output,
+            summary.videos,
+            summary.frames,
+            summary.seconds,
+            summary.frames_per_second,
+            f"; SKIPPED {len(summary.skipped)} that failed to decode (metadata `skipped_videos`)"
+            if summary.skipped
+            else "",
+        )

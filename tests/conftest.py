@@ -15,6 +15,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("CRA_NO_PROGRESS", "1")
+# As the feature stages do (pipeline.runtime.thread_invariant_cpu_math), before any matrix product: the
+# sharded-extraction tests compare a process using 2 threads with processes using 1.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 import pytest
 

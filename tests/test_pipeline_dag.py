@@ -165,6 +165,30 @@ def test_visual_params_invalidate_visual_features_only(project: Path):
         params_path.write_text(original)
 
 
+def test_more_processes_rewrite_the_same_features_and_nothing_downstream(project: Path):
+    # Two processes under torchrun (gloo) write byte-identical artifacts, so DVC finds the outputs of
+    # visual_features and text_features unchanged and re-runs nothing after them.
+    output = run([DVC, "exp", "run", "--temp", "-S", "features.launch.nproc_per_node=2"], project)
+    assert stages_run(output) == {"visual_features", "text_features"}, output[-3000:]
+    assert "under torchrun" in output
+
+
+def test_a_clone_pulls_the_features_from_a_remote_and_reruns_only_training(project: Path, tmp_path: Path):
+    # Machine A: a DVC remote (a local folder here; s3://, ssh://, gs:// alike), committed, and a push.
+    run([DVC, "remote", "add", "--default", "shared", str(tmp_path / "dvc-remote")], project)
+    run(["git", *GIT_IDENTITY, "commit", "-qm", "shared DVC remote", ".dvc/config"], project)
+    run([DVC, "push", "--all-commits"], project)
+    # Machine B: a clone pulls everything up to the features and confounder dictionaries, then reproduces.
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    run([DVC, "config", "--local", "core.analytics", "false"], clone)
+    run([DVC, "pull", "--with-deps", "confounders", "text_features"], clone)
+    output = run([DVC, "repro"], clone)
+    assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
+    for stage in ("generate", "prepare", "visual_features", "text_features", "svo", "confounders"):
+        assert f"Stage '{stage}' didn't change, skipping" in output, stage
+
+
 def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
     output = run([DVC, "exp", "run", "-S", "gsg.sigma_init=2.0"], project)
     assert stages_run(output) == {"train", "evaluate"}, output[-3000:]

@@ -21,7 +21,11 @@ two so the costly half runs in the decode workers:
 Shipping uint8 between processes (and to the GPU) moves 4x fewer bytes than float.
 
 Encoding is `model.encode_image(x)` without L2 normalisation (downstream normalises where it needs
-to), under autocast (bf16/fp16) on CUDA; outputs are returned as float32.
+to); outputs are returned as float32. On CUDA: autocast (bf16 where supported, else fp16), each uint8
+batch copied to page-locked memory so that the host-to-device copy is asynchronous, and, for
+convolutional towers only (ResNet, ConvNeXt), channels-last weights and inputs, the layout cuDNN's
+tensor-core convolutions use; a ViT's only convolution is its patch embedding, where it gains nothing.
+On the CPU none of these apply and encoding runs in float32.
 
 Shape notation: B frames in an encoder batch, T frames of one video, H x W decoded frame size,
 C = 3 channels, S_h x S_w model input size, D feature width.
@@ -30,6 +34,7 @@ C = 3 channels, S_h x S_w model input size, D feature width.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib.metadata
 import os
 from contextlib import nullcontext
@@ -274,6 +279,9 @@ class VisualEncoder:
         self.device = device
         self.dim = int(model.visual.output_dim)
         self.autocast = autocast_dtype(device)
+        self.channels_last = device.type == "cuda" and not isinstance(model.visual, open_clip.model.VisionTransformer)
+        if self.channels_last:
+            model.visual.to(memory_format=torch.channels_last)
         # Normalisation folded into one multiply-add on uint8 values: (x/255 - mean)/std.
         mean = torch.tensor(spec.mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -286,8 +294,12 @@ class VisualEncoder:
 
     def normalize(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, S_h, S_w) -> float32 (B, C, S_h, S_w) on the device, normalised."""
+        if self.device.type == "cuda" and not frames.is_pinned():
+            # Page-locked (from torch's caching host allocator), so the copy below does not block the host.
+            frames = frames.pin_memory()
         x = frames.to(self.device, non_blocking=True).float()  # (B, C, S_h, S_w)
-        return x.mul_(self._scale).add_(self._shift)  # in place: one float copy of the batch
+        x = x.mul_(self._scale).add_(self._shift)  # in place: one float copy of the batch
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, S_h, S_w) frames from `preprocessor` -> float32 (B, D) features on the CPU."""
@@ -301,6 +313,16 @@ class VisualEncoder:
             features = self.model.encode_image(pixels.to(self.device))  # (B, D)
         assert features.shape == (B, self.dim), features.shape
         return features.float().cpu()
+
+    def weights_digest(self) -> str:
+        """sha256 over the image tower's state (names, dtypes, shapes, bytes): processes that encode
+        shards of one artifact compare it, so they provably use the same (e.g. seeded random) weights."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.model.visual.state_dict().items()):
+            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(flat.view(torch.uint8).numpy().data)
+        return f"sha256:{digest.hexdigest()}"
 
     def metadata(self) -> dict[str, Any]:
         """What the artifact records about the encoder."""
