@@ -28,8 +28,9 @@ from models.layers import InputProjection, TransformerBlock, masked_mean, masked
 
 @dataclass(frozen=True)
 class BackboneConfig:
-    # `tempclip` = the plain backbone without GSG, CMA and ECI (the paper's main baseline).
-    variant: Literal["cra", "tempclip"] = "cra"
+    # `tempclip` = the plain backbone without GSG, CMA and ECI (the paper's main baseline); `blind` = a
+    # text-only control that never reads the frames (answers from the question and options alone).
+    variant: Literal["cra", "tempclip", "blind"] = "cra"
     d_model: int = 64
     layers: int = 2
     heads: int = 8
@@ -63,8 +64,9 @@ class BackboneConfig:
 class BackboneOutput:
     """Encoded inputs at model width D."""
 
-    frames: Tensor  # (B, T, D) frame features after the temporal transformer (question-aware only with
-    # `frames_read_question`)
+    # (B, T, D) frame features after the temporal transformer (question-aware only with
+    # `frames_read_question`); None when not read (the blind control)
+    frames: Tensor | None
     question: Tensor  # (B, D) pooled question feature
     candidates: Tensor  # (B, A, D) one feature per "<question> <option>" candidate
 
@@ -84,16 +86,19 @@ class TempCLIPBackbone(nn.Module):
         self.standardize_video = config.standardize_video
         self.register_buffer("video_mean", torch.zeros(visual_dim))
         self.register_buffer("video_std", torch.ones(visual_dim))
-        self.video_in = InputProjection(visual_dim, D, config.dropout)
         # One projection for all text features: they come from the same text encoder.
         self.text_in = InputProjection(text_dim, D, config.dropout)
-        self.frames_read_question = config.frames_read_question
-        self.blocks = nn.ModuleList(
-            TransformerBlock(D, config.heads, config.dropout, cross_attention=config.frames_read_question)
-            for _ in range(config.layers)
-        )
-        self.frame_norm = nn.LayerNorm(D)
         self.candidate_norm = nn.LayerNorm(D)
+        self.frames_read_question = config.frames_read_question
+        # The blind control has no frame encoder at all (nothing of it could learn).
+        self.reads_frames = config.variant != "blind"
+        if self.reads_frames:
+            self.video_in = InputProjection(visual_dim, D, config.dropout)
+            self.blocks = nn.ModuleList(
+                TransformerBlock(D, config.heads, config.dropout, cross_attention=config.frames_read_question)
+                for _ in range(config.layers)
+            )
+            self.frame_norm = nn.LayerNorm(D)
 
     @torch.no_grad()
     def set_video_statistics(self, mean: Tensor, std: Tensor) -> None:
@@ -122,13 +127,16 @@ class TempCLIPBackbone(nn.Module):
         option_mask: Tensor,
         qa_pooled: Tensor,
     ) -> BackboneOutput:
+        """`frames` is None for the blind control, which has no frame encoder."""
         B, T, _ = video.shape
-        frames = self.video_in(self.standardize(video))  # (B, T, D)
-        frames = frames + sinusoidal_positions(T, frames.shape[-1], frames.device)
-        question_words = self.text_in(question_tokens) if self.frames_read_question else None  # (B, Lq, D)
-        for block in self.blocks:
-            frames = block(frames, mask=video_mask, context=question_words, context_mask=question_mask)
-        frames = self.frame_norm(frames)
+        frames = None
+        if self.reads_frames:
+            frames = self.video_in(self.standardize(video))  # (B, T, D)
+            frames = frames + sinusoidal_positions(T, frames.shape[-1], frames.device)
+            question_words = self.text_in(question_tokens) if self.frames_read_question else None  # (B, Lq, D)
+            for block in self.blocks:
+                frames = block(frames, mask=video_mask, context=question_words, context_mask=question_mask)
+            frames = self.frame_norm(frames)
 
         question = self.text_in(question_pooled)  # (B, D)
         # A candidate is its pooled "<question> <option>" feature plus the mean of its option's own

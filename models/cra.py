@@ -20,6 +20,8 @@ Training-only terms (computed only when the batch carries `question_choices`, i.
   CMA           InfoNCE(grounded video, true QA candidate) over the batch when `cma.enabled`
 Variant `tempclip` has no Gaussian smoothing, ECI or CMA: it pools (and grounds) with the plain
 query-frame attention; it keeps the VQ pass, as the official TempCLIP pipeline (`vq` loss) does.
+Variant `blind` is the text-only control: its "video" is one learnt vector, the same for every question
+(frame weights uniform, no VQ pass), so it can only answer from the question and option texts.
 
 Where we differ from the official code on purpose (each module's docstring says more): answers are
 scored by a scaled cosine (official: a dot product); a candidate adds its option tokens' mean to the
@@ -72,8 +74,8 @@ class CRAConfig:
         return self.model.variant == "cra" and self.eci.linguistic
 
     def validate(self) -> None:
-        if self.model.variant not in ("cra", "tempclip"):
-            raise ValueError(f"model.variant must be cra or tempclip, got {self.model.variant!r}")
+        if self.model.variant not in ("cra", "tempclip", "blind"):
+            raise ValueError(f"model.variant must be cra, tempclip or blind, got {self.model.variant!r}")
         self.model.validate("model")
         self.gsg.validate("gsg")
         self.cma.validate("cma")
@@ -196,7 +198,8 @@ class CRAOutput:
 
 
 class CRA(nn.Module):
-    """CRA (`model.variant: cra`) or the Temp[CLIP] baseline (`tempclip`). Build with `from_config`."""
+    """CRA (`model.variant: cra`), the Temp[CLIP] baseline (`tempclip`) or the text-only control (`blind`).
+    Build with `from_config`."""
 
     def __init__(self, config: CRAConfig) -> None:
         """Modules and zero-filled dictionary buffers of `config`'s sizes (load a checkpoint's state_dict next)."""
@@ -206,7 +209,8 @@ class CRA(nn.Module):
         D = config.model.d_model
         self.backbone = TempCLIPBackbone(config.model, config.visual_dim, config.text_dim)
         is_cra = config.model.variant == "cra"
-        self.question_frame_attention = None if is_cra else QuestionFrameAttention(D)
+        self.blind = config.model.variant == "blind"
+        self.question_frame_attention = QuestionFrameAttention(D) if config.model.variant == "tempclip" else None
         self.gsg = GSG(config.gsg, D) if is_cra else None
         self.cma = CrossModalAlignment(config.cma, D) if is_cra and config.cma.enabled else None
         if config.uses_visual_intervention or config.uses_linguistic_intervention:
@@ -221,6 +225,8 @@ class CRA(nn.Module):
         if self.eci is not None:
             self.eci.reset_residuals()
         self.logit_scale = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
+        # The blind control's stand-in for a grounded video: one learnt vector for every question.
+        self.blind_video = nn.Parameter(0.02 * torch.randn(D)) if self.blind else None
 
     @classmethod
     def from_config(
@@ -312,6 +318,17 @@ class CRA(nn.Module):
         labels = batch.frame_labels * batch.video_mask
         return labels / labels.sum(dim=-1, keepdim=True).clamp_min(1e-12)  # (B, T)
 
+    def _blind_forward(self, batch: CRABatch, candidates: Tensor) -> CRAOutput:
+        B = candidates.shape[0]
+        video = self.video_head(self.blind_video.expand(B, -1))  # (B, D), the same for every question
+        real = batch.video_mask.float()
+        uniform = real / real.sum(dim=-1, keepdim=True).clamp_min(1.0)  # (B, T): nothing is grounded
+        scale = self.logit_scale.clamp(max=LOGIT_SCALE_MAX).exp()
+        option_logits = scale * torch.einsum("bd,bad->ba", F.normalize(video, dim=-1), F.normalize(candidates, dim=-1))
+        return CRAOutput(
+            option_logits=option_logits, frame_weights=uniform, frame_attention=uniform, grounded_video=video
+        )
+
     def forward(self, batch: CRABatch) -> CRAOutput:
         self._check_widths(batch)
         B, T, Dv = batch.video.shape
@@ -326,6 +343,8 @@ class CRA(nn.Module):
             batch.qa_pooled,
         )
         candidates = encoded.candidates  # (B, A, D)
+        if self.blind:
+            return self._blind_forward(batch, candidates)
         if self.config.model.grounding_query == "question":
             query = encoded.question  # (B, D)
         else:  # "max_qa": the official VQA-mode query, the element-wise max over the pooled QA texts

@@ -35,7 +35,9 @@ class Attention(nn.Module):
         self.heads = heads
         self.scale = 1.0 / math.sqrt(dim // heads)
         self.to_q = nn.Linear(dim, dim)
-        self.to_k = nn.Linear(context_dim, dim)
+        # No key bias: it adds q . b_k to every logit of a query's row, which the softmax over keys ignores
+        # (its gradient is exactly zero; it could never learn).
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
         self.to_v = nn.Linear(context_dim, dim)
         self.to_out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
