@@ -134,6 +134,24 @@ def inspect(
     typer.echo(describe(artifact, preview_rows=rows))
 
 
+@app.command()
+@user_errors
+def report(
+    params: ParamsOption = Path("params.yaml"),
+    work: Annotated[Path, typer.Option(help="where the study's runs are kept (resumable)")] = Path("data/study"),
+    out: Annotated[Path, typer.Option(help="where the tables and the figure go")] = Path("reports"),
+    seeds: Annotated[list[int] | None, typer.Option("--seed", help="train seeds (default 0 1 2; quick: 0)")] = None,
+    quick: Annotated[bool, typer.Option(help="one seed, the headline rows, two rhos")] = False,
+    collect_only: Annotated[bool, typer.Option(help="only rebuild the tables from finished runs")] = False,
+    force: Annotated[bool, typer.Option(help="re-run runs that are done already")] = False,
+    resamples: Annotated[int, typer.Option(help="video-bootstrap resamples")] = 1000,
+) -> None:
+    """Run (or collect) the deconfounding study: ablation rows over seeds and a rho sweep (pipeline/study.py)."""
+    from pipeline import study
+
+    study.main(params, work, out, seeds, quick, collect_only, force, resamples)
+
+
 def main() -> None:  # `python -m pipeline`
     app(prog_name="cra")
 
