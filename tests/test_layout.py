@@ -20,7 +20,7 @@ PACKAGES = ("pipeline", "stages", "models")
 # Layers, top to bottom: a module may import its own layer and the layers below it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("stages",),
-    ("pipeline.cli", "pipeline.__main__"),
+    ("pipeline.cli", "pipeline.__main__", "pipeline.study"),
     ("pipeline.evaluation",),
     ("pipeline.training",),
     ("pipeline.data", "pipeline.encoders"),
@@ -28,8 +28,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("pipeline.config", "pipeline.errors", "pipeline.runtime", "pipeline"),
     ("models",),
 )
-# The CLI is the entry point that runs the stages (`cra <stage>`, `python -m pipeline <stage>`).
-ALLOWED_UPWARD = {("pipeline.cli", "stages")}
+# The CLI is the entry point that runs the stages (`cra <stage>`, `python -m pipeline <stage>`), and the
+# study (`cra report`) runs them too.
+ALLOWED_UPWARD = {("pipeline.cli", "stages"), ("pipeline.study", "stages")}
 
 # Imported by every stage but not listed as a dvc.yaml dep: package markers and the error class,
 # which cannot change an artifact.
