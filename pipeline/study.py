@@ -57,6 +57,11 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("blind", "Blind (text only)", ("model.variant=blind",)),
     Row(
+        "cra_paper_weights",
+        "CRA, paper loss weights (VQ 1, CMA 0.5)",
+        ("train.question_discrimination_weight=1.0", "cma.weight=0.5"),
+    ),
+    Row(
         "tempclip_gt_pooling",
         "TempCLIP pooling the GT frames",
         ("model.variant=tempclip", "model.ground_truth_pooling=true"),
