@@ -90,6 +90,21 @@ def test_the_rho_sweep_figure_is_written(tmp_path: Path):
     assert (tmp_path / "reports" / "rho_sweep.png").stat().st_size > 1000
 
 
+def test_the_sweep_point_at_the_params_rho_reads_the_ablation_runs(tmp_path: Path):
+    # rho 0.9 is params.yaml's own: its cra / tempclip point is the ablation's runs, not a rho_0.9 folder.
+    work = tmp_path / "study"
+    for row, acc in (("cra", 55.0), ("tempclip", 45.0)):
+        fake_run(work / "ablation" / row / "seed0", 80.0, acc, [1, 0, 0, 0])
+        fake_run(work / "rho_0" / row / "seed0", 80.0, 33.0, [1, 0, 0, 0])
+    result = study.collect(work, [], seeds=[0], rhos=[0.0, 0.9], resamples=50, params_rho=0.9)
+    assert result["missing"] == []
+    assert result["rho_sweep"]["0.9"]["cra"]["test_ood"]["acc_qa"]["mean"] == 55.0
+    assert result["rho_sweep"]["0.9"]["tempclip"]["test_ood"]["acc_qa"]["mean"] == 45.0
+    assert result["rho_sweep"]["0"]["cra"]["test_ood"]["acc_qa"]["mean"] == 33.0
+    # Without the params' rho (visual and linguistic rho differ) the point needs its own folder.
+    assert "0.9" not in study.collect(work, [], seeds=[0], rhos=[0.9], resamples=50)["rho_sweep"]
+
+
 def test_per_question_values_match_the_stage_definitions():
     predictions = pa.table(
         {
