@@ -145,11 +145,19 @@ def report(
     collect_only: Annotated[bool, typer.Option(help="only rebuild the tables from finished runs")] = False,
     force: Annotated[bool, typer.Option(help="re-run runs that are done already")] = False,
     resamples: Annotated[int, typer.Option(help="video-bootstrap resamples")] = 1000,
+    rows: Annotated[
+        list[str] | None, typer.Option("--row", help="only these ablation rows (repeat; default: all, quick: 4)")
+    ] = None,
+    rhos: Annotated[list[float] | None, typer.Option("--rho", help="only these sweep rhos (repeat)")] = None,
+    no_sweep: Annotated[bool, typer.Option(help="skip the rho sweep")] = False,
 ) -> None:
-    """Run (or collect) the deconfounding study: ablation rows over seeds and a rho sweep (pipeline/study.py)."""
+    """Run (or collect) the deconfounding study: ablation rows over seeds and a rho sweep (pipeline/study.py).
+
+    Runs are resumable and independent, so the study can be split over processes with --row / --rho /
+    --no-sweep and collected at the end with --collect-only."""
     from pipeline import study
 
-    study.main(params, work, out, seeds, quick, collect_only, force, resamples)
+    study.main(params, work, out, seeds, quick, collect_only, force, resamples, rows, [] if no_sweep else rhos)
 
 
 def main() -> None:  # `python -m pipeline`

@@ -330,11 +330,19 @@ def main(
     collect_only: bool,
     force: bool,
     resamples: int,
+    row_ids: list[str] | None = None,
+    rhos: list[float] | None = None,
 ) -> dict[str, Any]:
-    mode = "quick" if quick else "full"
+    """`row_ids` / `rhos` pick a subset (e.g. to split the study over processes; `rhos=[]`: no sweep)."""
+    known = {r.id for r in ROWS}
+    unknown = sorted(set(row_ids or ()) - known)
+    if unknown:
+        raise PipelineError(f"cra report: unknown row(s) {unknown}; the rows are {sorted(known)}")
+    mode = "custom" if row_ids is not None or rhos is not None else ("quick" if quick else "full")
     seeds = seeds or ([0] if quick else [0, 1, 2])
-    rows = [r for r in ROWS if not quick or r.id in QUICK_ROWS]
-    rhos = list(QUICK_RHOS if quick else RHOS)
+    default_rows = QUICK_ROWS if quick else known
+    rows = [r for r in ROWS if r.id in (row_ids if row_ids is not None else default_rows)]
+    rhos = list(rhos if rhos is not None else (QUICK_RHOS if quick else RHOS))
     started = time.perf_counter()
     timings: dict[str, Any] = {}
     if not collect_only:

@@ -72,7 +72,7 @@ def test_the_report_tables_two_fake_experiments(tmp_path: Path):
     assert result["missing"] == ["ablation/blind: 0 of 2 seeds"]
     study.write_report(result, {}, tmp_path / "reports", "test", 60.0)
     table = (tmp_path / "reports" / "ablation.md").read_text()
-    assert "| CRA | 85.0 ± 7.1 |" in table and "| TempCLIP | 60.0 ± 0.0 |" in table  # test_iid rows
+    assert "| CRA | 2 | 85.0 ± 7.1 |" in table and "| TempCLIP | 1 | 60.0 ± 0.0 |" in table  # test_iid rows
     assert "| CRA | 60.0 ± 14.1 |" in table and "[0.0, 100.0]" in table  # test_ood
     assert "Missing runs: ablation/blind" in table
     assert json.loads((tmp_path / "reports" / "ablation.json").read_text())["ablation"]["cra"]["n_seeds"] == 2
@@ -141,3 +141,25 @@ def test_report_needs_the_default_pipeline_first(tmp_path: Path):
         app, ["report", "--params", str(params), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "r")]
     )
     assert result.exit_code == 2 and "run `make repro`" in result.output
+
+
+def test_a_study_split_over_processes_is_collected_as_one(tmp_path: Path):
+    # Two processes ran disjoint rows (--row); --collect-only over both writes one table with seed counts.
+    work = tmp_path / "study"
+    fake_run(work / "ablation" / "cra" / "seed0", 80.0, 50.0, [1, 0, 1, 0])
+    fake_run(work / "ablation" / "blind" / "seed0", 20.0, 25.0, [1, 0, 0, 0])
+    result = CliRunner().invoke(
+        app,
+        ["report", "--work", str(work), "--out", str(tmp_path / "r"), "--collect-only", "--seed", "0", "--seed", "1"]
+        + ["--row", "cra", "--row", "blind", "--no-sweep", "--resamples", "20"],
+    )
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "r" / "ablation.md").read_text()
+    assert "Mode `custom`" in table
+    assert "| CRA | 1 | 50.0 ± 0.0" in table and "| Blind (text only) | 1 | 25.0 ± 0.0" in table
+    assert "ablation/cra: 1 of 2 seeds" in table  # a row with fewer seeds than asked is named
+
+
+def test_report_refuses_an_unknown_row(tmp_path: Path):
+    result = CliRunner().invoke(app, ["report", "--collect-only", "--row", "cra_typo", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "cra_typo" in result.output and "tempclip" in result.output

@@ -136,7 +136,7 @@ def _cell(entry: Mapping[str, Any], digits: int) -> str:
 def format_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], split: str) -> list[str]:
     """Markdown lines of one split's table: a row per variant, mean ± std over seeds, then the pooled
     video-bootstrap interval of Acc@QA and Acc@GQA."""
-    header = ["variant", *(label for _, label, _ in COLUMNS), "Acc@QA 95% CI", "Acc@GQA 95% CI"]
+    header = ["variant", "seeds", *(label for _, label, _ in COLUMNS), "Acc@QA 95% CI", "Acc@GQA 95% CI"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row_id, summary in rows.items():
         if split not in summary:
@@ -147,5 +147,6 @@ def format_table(rows: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str
             "[{:.1f}, {:.1f}]".format(*cells[name]["ci95"]) if not math.isnan(cells[name]["ci95"][0]) else "-"
             for name in ("acc_qa", "acc_gqa")
         ]
-        lines.append("| " + " | ".join([labels.get(row_id, row_id), *values, *intervals]) + " |")
+        seeds = str(summary.get("n_seeds", "-"))
+        lines.append("| " + " | ".join([labels.get(row_id, row_id), seeds, *values, *intervals]) + " |")
     return lines
