@@ -73,7 +73,7 @@ def test_the_report_tables_two_fake_experiments(tmp_path: Path):
     study.write_report(result, {}, tmp_path / "reports", "test", 60.0)
     table = (tmp_path / "reports" / "ablation.md").read_text()
     assert "| CRA | 2 | 85.0 ± 7.1 |" in table and "| TempCLIP | 2 | 60.0 ± 0.0 |" in table  # test_iid rows
-    assert "| CRA | 60.0 ± 14.1 |" in table and "[0.0, 100.0]" in table  # test_ood
+    assert "| CRA | 2 | 60.0 ± 14.1 |" in table and "[0.0, 100.0]" in table  # test_ood
     assert "Missing runs: ablation/blind" in table
     assert json.loads((tmp_path / "reports" / "ablation.json").read_text())["ablation"]["cra"]["n_seeds"] == 2
 
