@@ -59,6 +59,9 @@ class PathsConfig:
     confounders: str = "data/confounders"
     checkpoint: str = "data/model"
     train_log: str = "dvclive"
+    # State of an unfinished `train` (pipeline/training/resume.py); outside the stage's outs, which DVC
+    # deletes before running it, and git-ignored.
+    train_resume: str = ".cra/resume/train"
     predictions: str = "data/eval"
     metrics: str = "metrics/eval.json"
 
@@ -176,7 +179,8 @@ class TextFeaturesConfig:
 @dataclass(frozen=True)
 class LaunchConfig:
     """How a stage runs as several processes under torchrun (`pipeline.distributed`); 1 process in all
-    (the default) starts nothing. World size = nproc_per_node x nnodes."""
+    (the default) starts nothing. World size = nproc_per_node x nnodes. Used by `features.launch`
+    (feature extraction) and `train.launch` (DistributedDataParallel training)."""
 
     nproc_per_node: int = 1  # processes on each machine: one per GPU, or CPU workers (gloo)
     nnodes: int = 1  # machines
@@ -277,10 +281,20 @@ class TrainConfig:
     # acc_gqa/miop are grounded by `select_rule` and fall back to acc_qa without grounding labels.
     select_by: Literal["acc_gqa", "acc_qa", "miop"] = "acc_qa"
     select_rule: Literal["prehoc", "posthoc", "merged"] = "posthoc"
+    # Processes of `train` (DistributedDataParallel under torchrun): each takes its slice of every global
+    # batch of `batch_size` questions (pipeline/training/distributed.py).
+    launch: LaunchConfig = field(default_factory=LaunchConfig)
 
     def validate(self, key: str) -> None:
         check(self.epochs >= 1, f"{key}.epochs", "must be >= 1")
         check(self.batch_size >= 2, f"{key}.batch_size", "must be >= 2 (InfoNCE needs negatives)")
+        world_size = self.launch.world_size
+        check(
+            self.batch_size >= 2 * world_size,
+            f"{key}.batch_size",
+            f"({self.batch_size}) must be >= 2 x the {world_size} processes of `{key}.launch` (each process's "
+            "slice of a batch needs InfoNCE negatives)",
+        )
         check(self.lr > 0, f"{key}.lr", "must be > 0")
         check(self.weight_decay >= 0, f"{key}.weight_decay", "must be >= 0")
         check(self.warmup_epochs >= 0, f"{key}.warmup_epochs", "must be >= 0")

@@ -8,7 +8,9 @@ question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds
 every metric under every grounding rule, the trivial reference spans (whole video, centre half, random)
 scored on the same questions, the attention mass on ground-truth frames and the weights' entropy, 95 %
 intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic benchmark the shortcut
-shares (predictions that follow a planted nuisance); plus the checkpoint's epoch and selection metric.
+shares (predictions that follow a planted nuisance), and how many of the split's questions were scored and
+why the others were not (`n_total`, `n_scored`, `n_grounded`, `dropped: {reason: count}`, see
+`SplitQuestions.counts`); plus the checkpoint's epoch and selection metric.
 Every rule reads the weights that pooled the frames (see `pipeline.evaluation.predict.rule_spans`).
 """
 
@@ -31,14 +33,22 @@ from pipeline.evaluation.diagnostics import diagnose_split, shortcut_share
 from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
 from pipeline.evaluation.scoring import format_report, write_official_files
 from pipeline.runtime import get_logger, resolve_device
-from pipeline.training.batches import SplitQuestions, load_feature_bank, load_split, read_qa_table
+from pipeline.training.batches import (
+    SplitQuestions,
+    load_feature_bank,
+    load_split,
+    read_qa_table,
+    read_video_statuses,
+)
 
 log = get_logger("evaluate")
 
 
-def split_metrics(result: dict[str, Any], diagnostics: dict[str, Any]) -> dict[str, Any]:
+def split_metrics(
+    result: dict[str, Any], diagnostics: dict[str, Any], counts: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The DVC metrics of one split, most-read first: size, Acc@QA, shortcut shares, attention diagnostics,
-    `{rule: overall}`, `{reference_<kind>: overall}`, then the bootstrap intervals."""
+    `{rule: overall}`, `{reference_<kind>: overall}`, the question counts, then the bootstrap intervals."""
     metrics: dict[str, Any] = {"n": result["n"], "acc_qa": round(result["acc_qa"], 4)}
     for key in ("shortcut_share", "attention_mass", "frame_entropy"):
         if diagnostics.get(key) is not None:
@@ -47,6 +57,7 @@ def split_metrics(result: dict[str, Any], diagnostics: dict[str, Any]) -> dict[s
         metrics[rule] = {k: round(v, 4) for k, v in scored["overall"].items()}
     for kind, scored in result["references"].items():
         metrics[f"reference_{kind}"] = {k: round(v, 4) for k, v in scored["overall"].items()}
+    metrics.update(counts or {})
     metrics["ci95"] = diagnostics["ci95"]
     return metrics
 
@@ -135,13 +146,23 @@ def run(params: Params) -> None:
             f"but the current features are {bank.provenance()}: re-run the train stage (`dvc repro`)"
         )
     qa = read_qa_table(params)
+    statuses = read_video_statuses(params)  # why a question's video has no features
     out_dir = Path(params.paths.predictions)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, Any] = {}
     report: dict[str, Any] = {"variant": state.get("variant"), "checkpoint_epoch": state.get("epoch"), "splits": {}}
     rows: dict[str, list] = {name: [] for name in schemas.PREDICTIONS.names}
     for split in params.data.eval_splits:
-        questions = load_split(qa, split, bank)
+        questions = load_split(qa, split, bank, statuses)
+        counts = questions.counts()
+        if counts["n_scored"] < counts["n_total"]:
+            log.warning(
+                "%s: %d of %d questions are not scored (%s): not comparable with numbers over all its questions",
+                split,
+                counts["n_total"] - counts["n_scored"],
+                counts["n_total"],
+                ", ".join(f"{k} {v}" for k, v in counts["dropped"].items() if k != "no_grounding_labels"),
+            )
         predictions = predict(model, bank, questions, params.eval.batch_size, device)
         spans = rule_spans(predictions, ("prehoc", "posthoc", "merged"))
         result = score_split(questions, predictions, params.eval.rules, params.eval.references, params.eval.seed, spans)
@@ -156,8 +177,8 @@ def run(params: Params) -> None:
             seed=params.eval.seed,
         )
         diagnostics["shortcut_share"] = shortcut_shares(params, questions, predictions.predictions)
-        metrics[split] = split_metrics(result, diagnostics)
-        report["splits"][split] = {**result, "diagnostics": diagnostics}
+        metrics[split] = split_metrics(result, diagnostics, counts)
+        report["splits"][split] = {**result, "counts": counts, "diagnostics": diagnostics}
         for name, values in prediction_rows(questions, predictions, spans).items():
             rows[name].extend(values)
         split_dir = out_dir / split

@@ -11,10 +11,16 @@ with dvclive. The kept checkpoint is the epoch with the best validation `train.s
 default, as the official code (`stat.monitor.metric: acc`); `acc_gqa` / `miop` use the
 `train.select_rule` grounding rule and fall back to Acc@QA when the validation split has no grounding
 labels; without a validation split the last epoch is kept. dvclive's summary names the selected epoch.
+
+A killed run started again continues from its last complete epoch and ends as an uninterrupted one would
+(`pipeline.training.resume`). With `train.launch` asking for several processes, the stage re-runs itself
+under torchrun and trains with DistributedDataParallel, each process taking its slice of every global
+batch (`pipeline.training.distributed`, which says what that changes); with one process nothing changes.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from typing import Any
@@ -26,8 +32,9 @@ from models.cra import CRA
 from models.losses import compute_losses
 from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
-from pipeline.evaluation.predict import predict, score_split
-from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
+from pipeline.distributed import RankContext, needs_relaunch, rank_context, relaunch
+from pipeline.evaluation.predict import predict_sharded, score_split
+from pipeline.runtime import get_logger, progress, seed_everything
 from pipeline.training.batches import (
     QuestionSampler,
     TrainingInputs,
@@ -37,8 +44,19 @@ from pipeline.training.batches import (
     make_batch,
     read_qa_table,
 )
+from pipeline.training.distributed import (
+    NullLive,
+    local_batch,
+    loss_scale,
+    reduce_sums,
+    seed_dropout,
+    wrap_model,
+)
+from pipeline.training.resume import Resume
 
 log = get_logger("train")
+
+RERUN_HINT = "Run it again (`dvc repro`): training resumes from the last epoch it completed."
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
@@ -66,8 +84,9 @@ def warmup_cosine(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def open_live(log_dir: str):
-    """A dvclive logger that never writes dvc.yaml (plots and metrics are declared there by hand)."""
+def open_live(log_dir: str, resume: bool = False):
+    """A dvclive logger that never writes dvc.yaml (plots and metrics are declared there by hand); with
+    `resume`, it appends to the files already in `log_dir` instead of clearing them."""
     from scmrepo.exceptions import SCMError
 
     from dvclive import Live  # imported here: it is slow to import and only training logs
@@ -82,7 +101,7 @@ def open_live(log_dir: str):
                 log.warning("dvclive: %s; logging without the DVC experiment link (make a first commit)", err)
                 self._dvc_file = None
 
-    return _Live(dir=log_dir, save_dvc_exp=False, dvcyaml=None)
+    return _Live(dir=log_dir, save_dvc_exp=False, dvcyaml=None, resume=resume)
 
 
 def selection_value(result: dict[str, Any], cfg) -> tuple[str, float]:
@@ -104,11 +123,21 @@ def video_statistics(bank, questions) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run(params: Params) -> None:
+    if needs_relaunch(params.train.launch):  # several processes wanted: run this stage under torchrun
+        relaunch("train", params, params.train.launch, RERUN_HINT)
+        return
+    with rank_context(params.train.device, "train.device") as ctx:
+        train(params, ctx)
+
+
+def train(params: Params, ctx: RankContext) -> None:
     cfg = params.train
+    if not ctx.is_main:  # with several processes rank 0 reports progress; the others only warn
+        log.setLevel(logging.WARNING)
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    device = resolve_device(cfg.device)
+    device = ctx.device
     bank = load_feature_bank(params)
     qa = read_qa_table(params)
     train_questions = load_split(qa, params.data.train_split, bank)
@@ -124,12 +153,13 @@ def run(params: Params) -> None:
     model.to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info(
-        "training %s (%d trainable parameters) on %d questions, validating on %d, device %s",
+        "training %s (%d trainable parameters) on %d questions, validating on %d, device %s, %d process(es)",
         params.model.variant,
         trainable,
         len(train_questions),
         len(val_questions) if val_questions else 0,
         device,
+        ctx.world_size,
     )
     optimizer = build_optimizer(model, cfg)
     steps_per_epoch = sum(
@@ -145,18 +175,31 @@ def run(params: Params) -> None:
 
     rng = np.random.default_rng(cfg.seed)
     best_value, best_state = -math.inf, None
+    resume = Resume(params, ctx)
+    saved = resume.load()  # the last complete epoch of a killed run with the same params and inputs
+    seed_dropout(cfg.seed, ctx)
+    if saved is not None:
+        saved.restore(model, optimizer, scheduler, rng, ctx)
+        best_value, best_state = saved.best_value, saved.best_state
+    trainer = wrap_model(model, ctx)  # DistributedDataParallel with several processes
+    first = 1 if saved is None else saved.epoch + 1
     # dvcyaml=None: the plots and metrics are declared in dvc.yaml by hand, never rewritten by dvclive.
-    with open_live(params.paths.train_log) as live:
-        for epoch in progress(range(1, cfg.epochs + 1), desc="train", total=cfg.epochs, unit="epoch"):
+    with open_live(params.paths.train_log, resume=saved is not None) if ctx.is_main else NullLive() as live:
+        if saved is not None:
+            live.step = saved.live_step
+        for epoch in progress(range(first, cfg.epochs + 1), desc="train", total=cfg.epochs - first + 1, unit="epoch"):
             model.train()
             sums, batches = defaultdict(float), 0
             for index in batch_indices(len(train_questions), cfg.batch_size, shuffle=True, generator=rng):
                 inputs = TrainingInputs(
                     sampler.choices(index, rng), supervised[index] if cfg.grounding_supervision > 0 else None
                 )
-                batch = make_batch(bank, train_questions, index, inputs).to(device)
+                mine = local_batch(index, inputs, ctx)  # this process's slice of the global batch
+                if mine is None:
+                    continue
+                batch = make_batch(bank, train_questions, *mine).to(device)
                 losses = compute_losses(
-                    model(batch),
+                    trainer(batch),
                     batch,
                     qa_weight=cfg.qa_weight,
                     question_discrimination_weight=cfg.question_discrimination_weight,
@@ -164,14 +207,16 @@ def run(params: Params) -> None:
                     grounding_weight=cfg.grounding_supervision_weight if cfg.grounding_supervision > 0 else 0.0,
                 )
                 optimizer.zero_grad(set_to_none=True)
-                losses["total"].backward()
+                scale = loss_scale(len(mine[0]), len(index), ctx)  # 1 with one process
+                (losses["total"] * scale).backward()
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 for name, value in losses.items():
-                    sums[name] += float(value.detach())
+                    sums[name] += scale / ctx.world_size * float(value.detach())
                 batches += 1
+            sums = reduce_sums(sums, ctx)  # over the processes
             for name, total in sums.items():
                 live.log_metric(f"train/loss/{name}", total / max(1, batches))
             live.log_metric("train/lr", optimizer.param_groups[0]["lr"])
@@ -181,7 +226,7 @@ def run(params: Params) -> None:
             if val_questions is not None:
                 result = score_split(
                     val_questions,
-                    predict(model, bank, val_questions, params.eval.batch_size, device),
+                    predict_sharded(model, bank, val_questions, params.eval.batch_size, ctx),
                     [cfg.select_rule],
                 )
                 live.log_metric("val/acc_qa", result["acc_qa"])
@@ -206,11 +251,14 @@ def run(params: Params) -> None:
                     "params": {k: to_dict(getattr(params, k)) for k in ("model", "gsg", "cma", "eci", "train")},
                     "skipped_questions": train_questions.skipped_without_video,
                 }
-                save_checkpoint(params.paths.checkpoint, model, best_state)
+                if ctx.is_main:
+                    save_checkpoint(params.paths.checkpoint, model, best_state)
             live.next_step()
+            resume.save(epoch, model, optimizer, scheduler, rng, best_value, best_state, live.step)
         if best_state is not None:
             live.summary["best_epoch"] = best_state["epoch"]
             live.summary[f"best_val_{best_state['selected_by']}"] = best_state["selection_value"]
+    resume.finish()
     log.info(
         "best epoch %d (%s %.2f); checkpoint in %s",
         best_state["epoch"],

@@ -14,6 +14,7 @@ import torch
 
 from models.cra import CRA
 from models.grounding import ground_rules, reference_spans
+from pipeline.distributed import RankContext
 from pipeline.evaluation.scoring import score
 from pipeline.training.batches import FeatureBank, SplitQuestions, batch_indices, make_batch
 
@@ -48,6 +49,23 @@ def predict(
         frame_weights=np.concatenate(weights),
         frame_attention=np.concatenate(attention),
         timestamps=np.asarray(bank.visual.timestamps[questions.video_rows], dtype=np.float64),
+    )
+
+
+def predict_sharded(
+    model: torch.nn.Module, bank: FeatureBank, questions: SplitQuestions, batch_size: int, ctx: RankContext
+) -> SplitPredictions:
+    """`predict` over the whole split with several processes: each rank predicts a contiguous shard of the
+    questions and every rank gets the whole split's predictions, in order (`predict` with one process)."""
+    if ctx.world_size == 1 or len(questions) < ctx.world_size:
+        return predict(model, bank, questions, batch_size, ctx.device)
+    rows = np.array_split(np.arange(len(questions)), ctx.world_size)[ctx.rank]
+    parts = ctx.all_gather(predict(model, bank, questions.subset(rows), batch_size, ctx.device))
+    return SplitPredictions(
+        **{
+            field: np.concatenate([getattr(part, field) for part in parts])
+            for field in SplitPredictions.__dataclass_fields__
+        }
     )
 
 

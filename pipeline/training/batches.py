@@ -10,16 +10,24 @@ Training batches also carry what only training needs (`TrainingInputs`): the que
 VQ loss (`QuestionSampler`: the true question and sampled negatives, a share of them from the same
 video, as the official data loader's `qsns_id` / `qsns_token_ids`), and the ground-truth frames of the
 questions whose grounding is supervised (`train.grounding_supervision`).
+
+Every question a split loses is counted by reason (`SplitQuestions.dropped`, `SplitQuestions.counts`):
+its video was unusable at `prepare` (`video_<status>`: missing, empty, corrupt, timeout, refused,
+mismatched; `video_unusable` without the manifest's statuses), or it had no frames (`no_frames`: the
+video probed fine but `visual_features` could not decode it, metadata `skipped_videos`); a question that
+is answered but has no ground-truth segment is left out of the grounding metrics (`no_grounding_labels`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from models.cra import CRABatch
@@ -98,10 +106,50 @@ class SplitQuestions:
     option_rows: np.ndarray  # (N, A) rows of FeatureBank.text.option
     qa_rows: np.ndarray  # (N, A) rows of FeatureBank.text.qa
     frame_labels: np.ndarray  # (N, T) float32, 1 where a sampled frame lies in a ground-truth segment
-    skipped_without_video: int  # questions dropped because their video has no features
+    dropped: dict[str, int] = field(default_factory=dict)  # {reason: questions of the split left out}
 
     def __len__(self) -> int:
         return len(self.qids)
+
+    @property
+    def skipped_without_video(self) -> int:
+        """Questions dropped because their video has no features (every reason of `dropped`)."""
+        return sum(self.dropped.values())
+
+    def counts(self) -> dict[str, Any]:
+        """How many of the split's questions each number covers, and why the others are not in it:
+        `n_total` (the split's questions), `n_scored` (answered: Acc@QA's denominator), `n_grounded` (with
+        ground-truth segments: the grounding metrics' denominator), `dropped` `{reason: questions}` (each
+        question under one reason; `no_grounding_labels` ones are answered but not grounded), so that
+        n_total = n_scored + the video reasons and n_scored = n_grounded + no_grounding_labels."""
+        unlabelled = sum(1 for segments in self.segments if not segments)
+        dropped = dict(sorted(self.dropped.items()))
+        if unlabelled:
+            dropped["no_grounding_labels"] = unlabelled
+        return {
+            "n_total": len(self) + self.skipped_without_video,
+            "n_scored": len(self),
+            "n_grounded": len(self) - unlabelled,
+            "dropped": dropped,
+        }
+
+    def subset(self, rows: np.ndarray) -> SplitQuestions:
+        """The questions `rows` (n,) of this split, in that order (their own `dropped` is empty)."""
+        pick = lambda values: [values[i] for i in rows]  # noqa: E731
+        return SplitQuestions(
+            split=self.split,
+            qids=pick(self.qids),
+            video_ids=pick(self.video_ids),
+            types=pick(self.types),
+            answers=self.answers[rows],
+            segments=pick(self.segments),
+            durations=self.durations[rows],
+            video_rows=self.video_rows[rows],
+            question_rows=self.question_rows[rows],
+            option_rows=self.option_rows[rows],
+            qa_rows=self.qa_rows[rows],
+            frame_labels=self.frame_labels[rows],
+        )
 
     @property
     def num_options(self) -> int:
@@ -132,9 +180,27 @@ def read_qa_table(params: Any) -> pa.Table:
     return read_table(params.paths.qa_table, schemas.QA)
 
 
-def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
-    """Select a split's questions and map each to its feature rows; questions without video features are dropped."""
-    rows = qa.filter(pa.compute.equal(qa.column("split"), split)).to_pydict()
+def read_video_statuses(params: Any) -> dict[str, str]:
+    """`{video_id: status}` of the video manifest (`prepare`'s verdict on each video, VIDEO_STATUSES)."""
+    table = read_table(params.paths.video_manifest, schemas.VIDEO_MANIFEST, columns=["video_id", "status"])
+    return dict(zip(table.column("video_id").to_pylist(), table.column("status").to_pylist(), strict=True))
+
+
+def drop_reason(video_id: str, no_frames: set[str], statuses: dict[str, str] | None) -> str:
+    """Why a video has no features: `no_frames` (it failed to decode at extraction), else `video_<status>`
+    (`prepare` found it unusable), `video_unusable` without the statuses, `no_features` if it was usable."""
+    if video_id in no_frames:
+        return "no_frames"
+    if statuses is None:
+        return "video_unusable"
+    status = statuses.get(video_id)
+    return "no_features" if status in (None, "ok") else f"video_{status}"
+
+
+def load_split(qa: pa.Table, split: str, bank: FeatureBank, statuses: dict[str, str] | None = None) -> SplitQuestions:
+    """Select a split's questions and map each to its feature rows; questions without video features are
+    dropped and counted by reason (`drop_reason`; `statuses`: the manifest's, see `read_video_statuses`)."""
+    rows = qa.filter(pc.equal(qa.column("split"), split)).to_pydict()
     if not rows["qid"]:
         present = sorted(set(qa.column("split").to_pylist()))
         raise PipelineError(
@@ -142,13 +208,16 @@ def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
         )
     have_video = set(bank.visual.video_ids)
     keep = [i for i, video_id in enumerate(rows["video_id"]) if video_id in have_video]
+    no_frames = {s["video_id"] for s in bank.visual.metadata.get("skipped_videos", [])}
+    dropped = Counter(drop_reason(v, no_frames, statuses) for v in rows["video_id"] if v not in have_video)
     skipped = len(rows["qid"]) - len(keep)
     if skipped:
         log.warning(
-            "%s: %d of %d questions skipped: their video has no features (see the manifest)",
+            "%s: %d of %d questions skipped: their video has no features (%s; see the manifest)",
             split,
             skipped,
             len(rows["qid"]),
+            ", ".join(f"{reason} {count}" for reason, count in sorted(dropped.items())),
         )
     if not keep:
         raise PipelineError(f"split {split!r}: none of its {len(rows['qid'])} questions has video features")
@@ -177,7 +246,7 @@ def load_split(qa: pa.Table, split: str, bank: FeatureBank) -> SplitQuestions:
         option_rows=np.stack([text.option.rows(o) for o in options]),
         qa_rows=np.stack([text.qa_rows(q, o) for q, o in zip(questions, options, strict=True)]),
         frame_labels=ground_truth_frames(np.asarray(bank.visual.timestamps)[video_rows], segments),
-        skipped_without_video=skipped,
+        dropped=dict(sorted(dropped.items())),
     )
 
 
