@@ -87,6 +87,8 @@ def _run_paths(run_dir: Path) -> list[str]:
     return [
         f"paths.checkpoint={run_dir / 'model'}",
         f"paths.train_log={run_dir / 'dvclive'}",
+        # a killed `cra report` resumes each run's training from its last complete epoch
+        f"paths.train_resume={run_dir / 'resume'}",
         f"paths.predictions={run_dir / 'eval'}",
         f"paths.metrics={run_dir / 'metrics.json'}",
     ]

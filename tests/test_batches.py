@@ -32,7 +32,7 @@ def questions(video_ids: list[str], question_rows: list[int]) -> SplitQuestions:
         option_rows=np.zeros((n, 5), dtype=np.int64),
         qa_rows=np.zeros((n, 5), dtype=np.int64),
         frame_labels=np.zeros((n, 4), dtype=np.float32),
-        skipped_without_video=0,
+        dropped={},
     )
 
 
