@@ -44,6 +44,15 @@ from pipeline.training.batches import (
 log = get_logger("evaluate")
 
 
+def format_counts(counts: dict[str, Any]) -> str:
+    """One line of the report: how many of the split's questions were scored, and why the others were not
+    (published numbers are over all labelled questions: a split with drops is not comparable with them)."""
+    line = f"questions: {counts['n_total']} in the split, {counts['n_scored']} scored, {counts['n_grounded']} grounded"
+    if counts["dropped"]:
+        line += "; not scored or not grounded: " + ", ".join(f"{k} {v}" for k, v in counts["dropped"].items())
+    return line
+
+
 def split_metrics(
     result: dict[str, Any], diagnostics: dict[str, Any], counts: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -192,14 +201,16 @@ def run(params: Params) -> None:
             frame2time={v: t.tolist() for v, t in zip(questions.video_ids, predictions.timestamps, strict=True)},
         )
         (split_dir / "gsub.json").write_text(json.dumps(questions.gsub(), sort_keys=True))
+        text = f"[{split}] {format_counts(counts)}"
         if result["rules"]:
-            text = "\n\n".join(
+            text += "\n\n" + "\n\n".join(
                 f"[{split}] rule {rule}\n{format_report(scored)}" for rule, scored in result["rules"].items()
             )
-            (split_dir / "report.txt").write_text(text + "\n")
             log.info("%s (%d questions)\n%s", split, len(questions), text)
         else:
-            log.info("%s (%d questions): Acc@QA %.2f (no grounding labels)", split, len(questions), result["acc_qa"])
+            text += f"\n[{split}] Acc@QA {result['acc_qa']:.2f} (no grounding labels)"
+            log.info("%s (%d questions): %s", split, len(questions), text)
+        (split_dir / "report.txt").write_text(text + "\n")
         plot_grounding(
             split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed
         )

@@ -11,7 +11,7 @@ from pipeline.artifacts import schemas
 from pipeline.artifacts.text_features import TextFeatures, TextTable, qa_text
 from pipeline.artifacts.visual_features import VisualFeatures
 from pipeline.training.batches import FeatureBank, load_split
-from stages.evaluate import split_metrics
+from stages.evaluate import format_counts, split_metrics
 
 T, D = 4, 3
 OPTIONS = ["red", "blue"]
@@ -117,3 +117,13 @@ def test_counts_follow_the_headline_metrics_in_the_split_metrics():
     metrics = split_metrics(result, diagnostics, counts)
     assert list(metrics) == ["n", "acc_qa", "posthoc", "n_total", "n_scored", "n_grounded", "dropped", "ci95"]
     assert metrics["n"] == metrics["n_scored"] == 2 and metrics["dropped"]["video_missing"] == 2
+
+
+def test_the_report_says_how_many_questions_were_scored_and_why_not_the_others():
+    counts = load_split(qa_table(ROWS), "test", features(), STATUSES).counts()
+    assert format_counts(counts) == (
+        "questions: 6 in the split, 2 scored, 1 grounded; not scored or not grounded: "
+        "no_frames 1, video_corrupt 1, video_missing 2, no_grounding_labels 1"
+    )
+    complete = {"n_total": 3, "n_scored": 3, "n_grounded": 3, "dropped": {}}
+    assert format_counts(complete) == "questions: 3 in the split, 3 scored, 3 grounded"

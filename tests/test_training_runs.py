@@ -75,6 +75,13 @@ def uninterrupted(project: Path) -> dict[str, bytes]:
     run(TRAIN, project)
     run([sys.executable, "-m", "pipeline", "evaluate"], project)
     assert not resume_folder(project).exists()  # removed when training completes
+    # Honest counts, end to end: every tiny video is usable, so every question of each split is scored.
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    for split in yaml.safe_load((project / "params.yaml").read_text())["data"]["eval_splits"]:
+        counts = metrics[split]
+        assert counts["n_total"] == counts["n_scored"] == counts["n"] > 0
+        assert set(counts["dropped"]) <= {"no_grounding_labels"}
+        assert f"questions: {counts['n_total']} in the split" in (project / f"data/eval/{split}/report.txt").read_text()
     return outputs(project)
 
 
