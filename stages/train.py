@@ -194,10 +194,10 @@ def train(params: Params, ctx: RankContext) -> None:
                 inputs = TrainingInputs(
                     sampler.choices(index, rng), supervised[index] if cfg.grounding_supervision > 0 else None
                 )
-                mine = local_batch(index, inputs, ctx)  # this process's slice of the global batch
-                if mine is None:
+                rank_slice = local_batch(index, inputs, ctx)  # this process's slice of the global batch
+                if rank_slice is None:  # fewer questions than processes: skipped on every rank
                     continue
-                batch = make_batch(bank, train_questions, *mine).to(device)
+                batch = make_batch(bank, train_questions, *rank_slice).to(device)
                 losses = compute_losses(
                     trainer(batch),
                     batch,
@@ -207,7 +207,7 @@ def train(params: Params, ctx: RankContext) -> None:
                     grounding_weight=cfg.grounding_supervision_weight if cfg.grounding_supervision > 0 else 0.0,
                 )
                 optimizer.zero_grad(set_to_none=True)
-                scale = loss_scale(len(mine[0]), len(index), ctx)  # 1 with one process
+                scale = loss_scale(len(rank_slice[0]), len(index), ctx)  # 1 with one process
                 (losses["total"] * scale).backward()
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

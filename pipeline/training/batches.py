@@ -135,7 +135,10 @@ class SplitQuestions:
 
     def subset(self, rows: np.ndarray) -> SplitQuestions:
         """The questions `rows` (n,) of this split, in that order (their own `dropped` is empty)."""
-        pick = lambda values: [values[i] for i in rows]  # noqa: E731
+
+        def pick(values: list) -> list:
+            return [values[i] for i in rows]
+
         return SplitQuestions(
             split=self.split,
             qids=pick(self.qids),
