@@ -197,3 +197,13 @@ def test_a_two_process_run_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted
     output = run(TWO_PROCESSES, project)
     assert f"resuming from epoch {KILL_AFTER}" in output, output[-3000:]
     assert outputs(project, evaluated=False) == one_and_two_processes[1]
+
+
+def test_a_killed_runs_state_is_ignored_with_a_warning_by_a_run_with_other_params(project, uninterrupted):
+    launched = start(TRAIN, project)
+    kill_training(launched, project, 1)
+    launched.communicate()
+    output = run([*TRAIN, "-S", "train.lr=0.002"], project)
+    assert "ignoring the resume state" in output and "params `train`" in output, output[-3000:]
+    assert "resuming" not in output and "epoch 1:" in output  # started afresh
+    assert not resume_folder(project).exists()
