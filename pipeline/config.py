@@ -49,7 +49,6 @@ def check(condition: bool, key: str, message: str) -> None:
 class PathsConfig:
     """Every file or folder a stage reads or writes; dvc.yaml templates the same keys."""
 
-    python: str = ".venv/bin/python"
     synthetic: str = "data/synthetic"
     qa_table: str = "data/prepared/qa.parquet"
     video_manifest: str = "data/prepared/videos.parquet"
