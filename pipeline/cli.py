@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pipeline.errors import PipelineError
 
@@ -106,8 +107,9 @@ _stage_command("evaluate", "Predict and ground on every evaluation split; write 
 @user_errors
 def score(
     gsub: Annotated[Path, typer.Option(help="grounding labels, NExT-GQA gsub_{split}.json format")],
-    ground: Annotated[Path | None, typer.Option(help='spans {"<vid>_<qid>": [start_s, end_s]}')] = None,
-    weights: Annotated[Path | None, typer.Option(help='per-frame weights {"<vid>_<qid>": [w_1..w_T]}')] = None,
+    # Help texts go through rich markup, where `[...]` is a style tag: escaped, the brackets print as written.
+    ground: Annotated[Path | None, typer.Option(help=escape('spans {"<vid>_<qid>": [start_s, end_s]}'))] = None,
+    weights: Annotated[Path | None, typer.Option(help=escape('per-frame weights {"<vid>_<qid>": [w_1..w_T]}'))] = None,
     frame2time: Annotated[Path | None, typer.Option(help="frame timestamps, with --weights")] = None,
     qa: Annotated[Path | None, typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -125,10 +127,10 @@ def score(
 @app.command()
 @user_errors
 def inspect(
-    artifact: Annotated[Path, typer.Argument(help="a Parquet artifact, or a folder of them")],
-    rows: Annotated[int, typer.Option(help="rows to preview")] = 3,
+    artifact: Annotated[Path, typer.Argument(help="a .parquet, .json or .safetensors file, or a folder of them")],
+    rows: Annotated[int, typer.Option(help="rows (Parquet) or entries (JSON) to preview")] = 3,
 ) -> None:
-    """Show an artifact's schema, row count, metadata and first rows."""
+    """Summarise an artifact: Parquet schema, rows, metadata and first rows; JSON keys and sizes; tensor shapes."""
     from pipeline.artifacts.inspect import describe
 
     typer.echo(describe(artifact, preview_rows=rows))
