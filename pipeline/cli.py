@@ -22,7 +22,7 @@ from pipeline.errors import PipelineError
 
 app = typer.Typer(
     name="cra",
-    help="CRA video question grounding pipeline: one command per DVC stage, plus scoring and inspection tools.",
+    help="CRA video question grounding pipeline: one command per DVC stage, plus scoring, plots and inspection.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -122,6 +122,27 @@ def score(
         typer.echo(json.dumps(result["overall"], sort_keys=True))
     else:
         typer.echo(scoring.format_report(result))
+
+
+@app.command()
+@user_errors
+def show(
+    question: Annotated[str, typer.Argument(help="'<video_id>_<qid>' (as in the official result files), or a qid")],
+    split: Annotated[str | None, typer.Option(help="the evaluation split, when the key is in several")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: show/<split>_<video_id>_<qid>.png)")] = None,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
+) -> None:
+    """Draw one question of the last evaluation: frame weights before and after smoothing, the ground truth,
+    each rule's span, and the question, options and prediction (from paths.predictions and paths.qa_table)."""
+    from pipeline.artifacts.schemas import PREDICTIONS_FILE
+    from pipeline.config import load_params
+    from pipeline.evaluation.plots import find_question, question_figure
+
+    cfg = load_params(params, set_)
+    shown = find_question(Path(cfg.paths.predictions) / PREDICTIONS_FILE, cfg.paths.qa_table, question, split)
+    path = question_figure(shown, out or Path("show") / f"{shown.split}_{shown.key}.png")
+    typer.echo(f"{shown.split} {shown.key}: wrote {path}")
 
 
 @app.command()

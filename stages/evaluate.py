@@ -4,11 +4,13 @@ Writes, per split under `paths.predictions/<split>/`: the official-format result
 (`ground_{rule}.json`, `weights.json`, `qa.json`, `frame2time.json`) with the split's labels
 (`gsub.json`), so anyone can rescore them with `cra score`; a per-type report; and a figure of the
 frame weights against the ground truth. `paths.predictions/predictions.parquet` holds one row per
-question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds, per split: Acc@QA,
-every metric under every grounding rule, the trivial reference spans (whole video, centre half, random)
-scored on the same questions, the attention mass on ground-truth frames and the weights' entropy, 95 %
-intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic benchmark the shortcut
-shares (predictions that follow a planted nuisance); plus the checkpoint's epoch and selection metric.
+question (schema `PREDICTIONS`; `cra show` draws one). `paths.plots/grounding_histograms.png` (a DVC image
+plot) shows each split's per-question IoU and IoP under every rule. `paths.metrics` (declared as DVC
+metrics) holds, per split: Acc@QA, every metric under every grounding rule, the trivial reference spans
+(whole video, centre half, random) scored on the same questions, the attention mass on ground-truth frames
+and the weights' entropy, 95 % intervals of all of these by bootstrap over videos (`ci95`), and on the
+synthetic benchmark the shortcut shares (predictions that follow a planted nuisance); plus the checkpoint's
+epoch and selection metric.
 Every rule reads the weights that pooled the frames (see `pipeline.evaluation.predict.rule_spans`).
 """
 
@@ -28,6 +30,7 @@ from pipeline.config import Params
 from pipeline.data.synthetic.records import read_question_nuisances
 from pipeline.errors import PipelineError
 from pipeline.evaluation.diagnostics import diagnose_split, shortcut_share
+from pipeline.evaluation.plots import GROUNDING_HISTOGRAMS, grounding_histograms
 from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
 from pipeline.evaluation.scoring import format_report, write_official_files
 from pipeline.runtime import get_logger, resolve_device
@@ -77,6 +80,7 @@ def prediction_rows(
         "prediction": predictions.predictions.tolist(),
         "option_scores": predictions.option_scores.tolist(),
         "frame_weights": predictions.frame_weights.tolist(),
+        "frame_attention": predictions.frame_attention.tolist(),
         "timestamps": predictions.timestamps.tolist(),
         **{f"span_{rule}": spans[rule].tolist() for rule in ("prehoc", "posthoc", "merged")},
     }
@@ -140,6 +144,7 @@ def run(params: Params) -> None:
     metrics: dict[str, Any] = {}
     report: dict[str, Any] = {"variant": state.get("variant"), "checkpoint_epoch": state.get("epoch"), "splits": {}}
     rows: dict[str, list] = {name: [] for name in schemas.PREDICTIONS.names}
+    grounded: dict[str, tuple[dict[str, np.ndarray], list]] = {}  # split -> ({rule: spans}, segments)
     for split in params.data.eval_splits:
         questions = load_split(qa, split, bank)
         predictions = predict(model, bank, questions, params.eval.batch_size, device)
@@ -158,6 +163,7 @@ def run(params: Params) -> None:
         diagnostics["shortcut_share"] = shortcut_shares(params, questions, predictions.predictions)
         metrics[split] = split_metrics(result, diagnostics)
         report["splits"][split] = {**result, "diagnostics": diagnostics}
+        grounded[split] = ({rule: spans[rule] for rule in params.eval.rules}, questions.segments)
         for name, values in prediction_rows(questions, predictions, spans).items():
             rows[name].extend(values)
         split_dir = out_dir / split
@@ -182,9 +188,10 @@ def run(params: Params) -> None:
         plot_grounding(
             split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed
         )
+    grounding_histograms(grounded, Path(params.paths.plots) / GROUNDING_HISTOGRAMS)
     write_table(
         pa.table(rows),
-        out_dir / "predictions.parquet",
+        out_dir / schemas.PREDICTIONS_FILE,
         schemas.PREDICTIONS,
         {"artifact": "predictions", "variant": state.get("variant"), "checkpoint_epoch": state.get("epoch")},
     )

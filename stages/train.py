@@ -10,13 +10,15 @@ Every epoch logs the mean training losses, the learning rate, GSG's sigma and th
 with dvclive. The kept checkpoint is the epoch with the best validation `train.select_by`: Acc@QA by
 default, as the official code (`stat.monitor.metric: acc`); `acc_gqa` / `miop` use the
 `train.select_rule` grounding rule and fall back to Acc@QA when the validation split has no grounding
-labels; without a validation split the last epoch is kept. dvclive's summary names the selected epoch.
+labels; without a validation split the last epoch is kept. dvclive's summary (the DVC metrics) holds the
+kept epoch and its validation numbers; `paths.plots/training_curves.png` (a DVC image plot) draws the history.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from models.cra import CRA
 from models.losses import compute_losses
 from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
+from pipeline.evaluation.plots import TRAINING_CURVES, training_curves
 from pipeline.evaluation.predict import predict, score_split
 from pipeline.runtime import get_logger, progress, resolve_device, seed_everything
 from pipeline.training.batches import (
@@ -37,6 +40,7 @@ from pipeline.training.batches import (
     make_batch,
     read_qa_table,
 )
+from pipeline.training.history import kept_epoch_summary, read_history
 
 log = get_logger("train")
 
@@ -209,8 +213,10 @@ def run(params: Params) -> None:
                 save_checkpoint(params.paths.checkpoint, model, best_state)
             live.next_step()
         if best_state is not None:
-            live.summary["best_epoch"] = best_state["epoch"]
-            live.summary[f"best_val_{best_state['selected_by']}"] = best_state["selection_value"]
+            # The DVC metrics (dvclive/metrics.json): the kept epoch and its validation numbers, not the last
+            # epoch's losses (the whole history is in the curves).
+            live.summary = kept_epoch_summary(read_history(params.paths.train_log), best_state["epoch"])
+    training_curves(read_history(params.paths.train_log), Path(params.paths.plots) / TRAINING_CURVES)
     log.info(
         "best epoch %d (%s %.2f); checkpoint in %s",
         best_state["epoch"],

@@ -17,7 +17,7 @@ STAGE_COMMANDS = ["generate", "prepare", "visual-features", "text-features", "sv
 def test_help_lists_every_stage_and_tool():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in [*STAGE_COMMANDS, "score", "inspect"]:
+    for command in [*STAGE_COMMANDS, "score", "show", "inspect"]:
         assert command in result.output
 
 

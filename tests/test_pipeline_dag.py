@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.evaluation.plots import GROUNDING_HISTOGRAMS, TRAINING_CURVES
 from tests.conftest import REPO_ROOT
+from tests.test_plots import is_png
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +106,13 @@ def test_full_dag_writes_every_artifact(project: Path):
         # The whole-video span contains every ground-truth segment: IoP is the segment's share of the video.
         assert split["reference_whole"]["miop"] < 100.0
     assert (project / paths["predictions"] / "test_ood" / "grounding.png").is_file()
+    # The offline pictures, declared as DVC image plots.
+    for name in (TRAINING_CURVES, GROUNDING_HISTOGRAMS):
+        assert is_png(project / paths["plots"] / name), name
+    # The training half of the DVC metrics: the kept epoch and its validation numbers (dvclive adds `step`).
+    summary = json.loads((project / paths["train_log"] / "metrics.json").read_text())
+    assert set(summary) == {"best_epoch", "best_val", "step"}
+    assert summary["best_epoch"] == metrics["checkpoint"]["epoch"] and "acc_qa" in summary["best_val"]
 
 
 def test_official_files_rescore_to_the_stage_metrics(project: Path):
@@ -149,6 +158,15 @@ def test_posthoc_weights_rescore_to_the_stage_metrics(project: Path):
         expected = report["splits"][split]["rules"]["posthoc"]["overall"]
         for key, value in expected.items():
             assert rescored[key] == pytest.approx(value, abs=1e-6), (split, key)
+
+
+def test_exp_show_gives_the_evaluation_metrics_first(project: Path):
+    # `dvc exp show` orders metric columns by the top-level `metrics:` of dvc.yaml: evaluation, then training.
+    header = next(line for line in run([DVC, "exp", "show", "--csv"], project).splitlines() if line.startswith("Exp"))
+    columns = header.split(",")
+    assert columns.index("test_iid.n") < columns.index("test_iid.acc_qa") < columns.index("test_ood.acc_qa")
+    last_evaluation = max(i for i, column in enumerate(columns) if column.startswith(("test_", "checkpoint.")))
+    assert last_evaluation < columns.index("best_epoch")
 
 
 def test_nothing_changed_runs_nothing(project: Path):
