@@ -60,6 +60,7 @@ class PathsConfig:
     train_log: str = "dvclive"
     predictions: str = "data/eval"
     metrics: str = "metrics/eval.json"
+    headline: str = "metrics/headline.json"
     plots: str = "plots"
 
 

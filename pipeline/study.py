@@ -89,6 +89,7 @@ def _run_paths(run_dir: Path) -> list[str]:
         f"paths.train_log={run_dir / 'dvclive'}",
         f"paths.predictions={run_dir / 'eval'}",
         f"paths.metrics={run_dir / 'metrics.json'}",
+        f"paths.headline={run_dir / 'headline.json'}",
         f"paths.plots={run_dir / 'plots'}",  # not the workspace's DVC plots
     ]
 

@@ -5,12 +5,13 @@ Writes, per split under `paths.predictions/<split>/`: the official-format result
 (`gsub.json`), so anyone can rescore them with `cra score`; a per-type report; and a figure of the
 frame weights against the ground truth. `paths.predictions/predictions.parquet` holds one row per
 question (schema `PREDICTIONS`; `cra show` draws one). `paths.plots/grounding_histograms.png` (a DVC image
-plot) shows each split's per-question IoU and IoP under every rule. `paths.metrics` (declared as DVC
-metrics) holds, per split: Acc@QA, every metric under every grounding rule, the trivial reference spans
-(whole video, centre half, random) scored on the same questions, the attention mass on ground-truth frames
-and the weights' entropy, 95 % intervals of all of these by bootstrap over videos (`ci95`), and on the
-synthetic benchmark the shortcut shares (predictions that follow a planted nuisance); plus the checkpoint's
-epoch and selection metric.
+plot) shows each split's per-question IoU and IoP under every rule. `paths.headline` (the DVC metrics)
+holds each split's Acc@QA and post-hoc Acc@GQA; `paths.metrics` (a plain output: `cra report` reads it)
+holds, per split: Acc@QA, every metric under every grounding rule, the trivial reference spans (whole
+video, centre half, random) scored on the same questions, the attention mass on ground-truth frames and the
+weights' entropy, 95 % intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic
+benchmark the shortcut shares (predictions that follow a planted nuisance); plus the checkpoint's epoch
+and selection metric.
 Every rule reads the weights that pooled the frames (see `pipeline.evaluation.predict.rule_spans`).
 """
 
@@ -52,6 +53,25 @@ def split_metrics(result: dict[str, Any], diagnostics: dict[str, Any]) -> dict[s
         metrics[f"reference_{kind}"] = {k: round(v, 4) for k, v in scored["overall"].items()}
     metrics["ci95"] = diagnostics["ci95"]
     return metrics
+
+
+# The headline's grounding rule: NExT-GQA's official one.
+HEADLINE_RULE = "posthoc"
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The DVC metrics: per split, Acc@QA (`qa`) and Acc@GQA under the post-hoc rule (`gqa`), to 2 decimals.
+
+    Two short keys per split so that `dvc metrics show` and `dvc exp show --only-changed` fit 120 columns
+    (DVC hides the metric columns that do not fit; every number stays in `paths.metrics`). A split without
+    grounding labels, or a run without the post-hoc rule, has `qa` only."""
+    headline: dict[str, dict[str, float]] = {}
+    for split, numbers in metrics.items():
+        headline[split] = {"qa": round(numbers["acc_qa"], 2)}
+        acc_gqa = numbers.get(HEADLINE_RULE, {}).get("acc_gqa")
+        if acc_gqa is not None:
+            headline[split]["gqa"] = round(acc_gqa, 2)
+    return headline
 
 
 def shortcut_shares(params: Params, questions: SplitQuestions, predictions: np.ndarray) -> dict[str, float] | None:
@@ -196,6 +216,9 @@ def run(params: Params) -> None:
         {"artifact": "predictions", "variant": state.get("variant"), "checkpoint_epoch": state.get("epoch")},
     )
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    headline_path = Path(params.paths.headline)
+    headline_path.parent.mkdir(parents=True, exist_ok=True)
+    headline_path.write_text(json.dumps(headline_metrics(metrics), indent=2) + "\n")  # before "checkpoint" joins
     metrics_path = Path(params.paths.metrics)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics["checkpoint"] = {"epoch": state.get("epoch"), "selected_by": state.get("selected_by")}

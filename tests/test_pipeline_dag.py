@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -160,13 +161,47 @@ def test_posthoc_weights_rescore_to_the_stage_metrics(project: Path):
             assert rescored[key] == pytest.approx(value, abs=1e-6), (split, key)
 
 
-def test_exp_show_gives_the_evaluation_metrics_first(project: Path):
-    # `dvc exp show` orders metric columns by the top-level `metrics:` of dvc.yaml: evaluation, then training.
-    header = next(line for line in run([DVC, "exp", "show", "--csv"], project).splitlines() if line.startswith("Exp"))
-    columns = header.split(",")
-    assert columns.index("test_iid.n") < columns.index("test_iid.acc_qa") < columns.index("test_ood.acc_qa")
-    last_evaluation = max(i for i, column in enumerate(columns) if column.startswith(("test_", "checkpoint.")))
-    assert last_evaluation < columns.index("best_epoch")
+def terminal_run(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
+    """The lines `args` prints on a terminal `columns` wide (rich, which DVC draws its tables with, reads COLUMNS)."""
+    done = subprocess.run(args, cwd=cwd, env={**stage_env(), "COLUMNS": str(columns)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+def test_dvc_metrics_show_is_the_headline_and_fits_120_columns(project: Path):
+    lines = terminal_run([DVC, "metrics", "show"], project)
+    assert max(map(len, lines)) <= 120, "\n".join(lines)
+    header, values = lines[0].split(), lines[1].split()
+    assert header == ["Path", "test_iid.gqa", "test_iid.qa", "test_ood.gqa", "test_ood.qa"]
+    headline = json.loads((project / "metrics" / "headline.json").read_text())
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert values[0] == "metrics/headline.json"
+    assert headline["test_ood"] == {
+        "qa": round(metrics["test_ood"]["acc_qa"], 2),
+        "gqa": round(metrics["test_ood"]["posthoc"]["acc_gqa"], 2),
+    }
+    # Every number is still one command away (the file is a plain output, not a declared metric).
+    assert "ci95" in "".join(terminal_run([DVC, "metrics", "show", "--json", "metrics/eval.json"], project))
+
+
+def test_cra_show_draws_a_question_of_the_last_evaluation(project: Path, tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    first = pq.read_table(project / "data" / "eval" / "predictions.parquet").slice(0, 1).to_pylist()[0]
+    key = f"{first['video_id']}_{first['qid']}"
+    out = tmp_path / "question.png"
+    output = run([sys.executable, "-m", "pipeline", "show", key, "--split", first["split"], "--out", str(out)], project)
+    assert f"{first['split']} {key}: wrote {out}" in output
+    assert is_png(out)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "pipeline", "show", "no_such_video_0"],
+        cwd=project,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "no question 'no_such_video_0'" in unknown.stdout + unknown.stderr
 
 
 def test_nothing_changed_runs_nothing(project: Path):
@@ -221,6 +256,30 @@ def test_exp_run_temp_works_as_written_and_reruns_only_training_and_evaluation(p
     for stage in ("generate", "prepare", "visual_features", "text_features", "svo", "confounders"):
         assert f"Stage '{stage}' didn't change, skipping" in output, stage
     assert (project / "params.yaml").read_text() == params_before
+
+
+def readme_exp_show_commands() -> list[list[str]]:
+    """The `dvc exp show` command lines of README.md's Experiments section, without their comments."""
+    section = (REPO_ROOT / "README.md").read_text().split("## Experiments", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("  #", 1)[0] for line in section.splitlines() if line.startswith("dvc exp show")]
+    return [shlex.split(line) for line in lines]
+
+
+def test_exp_show_views_fit_120_columns(project: Path):
+    # After the `--temp` run above: the workspace, its baseline and one experiment with gsg.sigma_init changed.
+    # DVC squeezes a table wider than the terminal by hiding columns (each becomes a "…" column): every
+    # metric and param column of the README's views must stay visible (a dependency's hash may go).
+    commands = readme_exp_show_commands()
+    assert ["dvc", "exp", "show", "--only-changed"] in commands and len(commands) >= 2
+    for command in commands:
+        lines = terminal_run([DVC, *command[1:], "--no-pager"], project)
+        text = "\n".join(lines)
+        assert max(map(len, lines)) <= 120, f"{shlex.join(command)}:\n{text}"
+        csv_header = terminal_run([DVC, *command[1:], "--csv"], project)[0].split(",")
+        wanted = [column for column in csv_header if column.startswith(("test_", "gsg.", "model."))]
+        assert "gsg.sigma_init" in wanted and ("--keep" not in command or "test_ood.qa" in wanted), csv_header
+        assert all(column in text for column in wanted), f"{shlex.join(command)}:\n{text}"
+        assert "[" in text  # the experiment's row
 
 
 def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
