@@ -81,6 +81,7 @@ def training_curves(history: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)  # sigma moves by 1e-4 around 2: "+2" above the axis misleads
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6, loc="best")
     if not panels:
