@@ -6,6 +6,9 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
+# dvc.yaml's stage commands run `python` from PATH (so `dvc exp run --temp` / `--queue`, which run in a copy of
+# the repository without .venv, work too): the venv comes first here; outside make, activate it.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
@@ -22,7 +25,7 @@ install: $(STAMP)
 
 # dvc needs a git repo with at least one commit (dvc exp run); a fresh clone has both.
 repro: $(STAMP)
-	$(VENV)/bin/dvc repro
+	dvc repro
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q

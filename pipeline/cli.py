@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from pipeline.errors import PipelineError
 
 app = typer.Typer(
     name="cra",
-    help="CRA video question grounding pipeline: one command per DVC stage, plus scoring and inspection tools.",
+    help="CRA video question grounding pipeline: one command per DVC stage, plus scoring, plots and inspection.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -106,8 +107,9 @@ _stage_command("evaluate", "Predict and ground on every evaluation split; write 
 @user_errors
 def score(
     gsub: Annotated[Path, typer.Option(help="grounding labels, NExT-GQA gsub_{split}.json format")],
-    ground: Annotated[Path | None, typer.Option(help='spans {"<vid>_<qid>": [start_s, end_s]}')] = None,
-    weights: Annotated[Path | None, typer.Option(help='per-frame weights {"<vid>_<qid>": [w_1..w_T]}')] = None,
+    # Help texts go through rich markup, where `[...]` is a style tag: escaped, the brackets print as written.
+    ground: Annotated[Path | None, typer.Option(help=escape('spans {"<vid>_<qid>": [start_s, end_s]}'))] = None,
+    weights: Annotated[Path | None, typer.Option(help=escape('per-frame weights {"<vid>_<qid>": [w_1..w_T]}'))] = None,
     frame2time: Annotated[Path | None, typer.Option(help="frame timestamps, with --weights")] = None,
     qa: Annotated[Path | None, typer.Option(help='answers {"<vid>_<qid>": {"answer": a, "prediction": p}}')] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
@@ -124,11 +126,32 @@ def score(
 
 @app.command()
 @user_errors
-def inspect(
-    artifact: Annotated[Path, typer.Argument(help="a Parquet artifact, or a folder of them")],
-    rows: Annotated[int, typer.Option(help="rows to preview")] = 3,
+def show(
+    question: Annotated[str, typer.Argument(help="'<video_id>_<qid>' (as in the official result files), or a qid")],
+    split: Annotated[str | None, typer.Option(help="the evaluation split, when the key is in several")] = None,
+    out: Annotated[Path | None, typer.Option(help="PNG to write (default: show/<split>_<video_id>_<qid>.png)")] = None,
+    params: ParamsOption = Path("params.yaml"),
+    set_: SetOption = None,
 ) -> None:
-    """Show an artifact's schema, row count, metadata and first rows."""
+    """Draw one question of the last evaluation: frame weights before and after smoothing, the ground truth,
+    each rule's span, and the question, options and prediction (from paths.predictions and paths.qa_table)."""
+    from pipeline.artifacts.schemas import PREDICTIONS_FILE
+    from pipeline.config import load_params
+    from pipeline.evaluation.plots import find_question, question_figure
+
+    cfg = load_params(params, set_)
+    shown = find_question(Path(cfg.paths.predictions) / PREDICTIONS_FILE, cfg.paths.qa_table, question, split)
+    path = question_figure(shown, out or Path("show") / f"{shown.split}_{shown.key}.png")
+    typer.echo(f"{shown.split} {shown.key}: wrote {path}")
+
+
+@app.command()
+@user_errors
+def inspect(
+    artifact: Annotated[Path, typer.Argument(help="a .parquet, .json or .safetensors file, or a folder of them")],
+    rows: Annotated[int, typer.Option(help="rows (Parquet) or entries (JSON) to preview")] = 3,
+) -> None:
+    """Summarise an artifact: Parquet schema, rows, metadata and first rows; JSON keys and sizes; tensor shapes."""
     from pipeline.artifacts.inspect import describe
 
     typer.echo(describe(artifact, preview_rows=rows))

@@ -49,7 +49,6 @@ def check(condition: bool, key: str, message: str) -> None:
 class PathsConfig:
     """Every file or folder a stage reads or writes; dvc.yaml templates the same keys."""
 
-    python: str = ".venv/bin/python"
     synthetic: str = "data/synthetic"
     qa_table: str = "data/prepared/qa.parquet"
     video_manifest: str = "data/prepared/videos.parquet"
@@ -64,6 +63,8 @@ class PathsConfig:
     train_resume: str = ".cra/resume/train"
     predictions: str = "data/eval"
     metrics: str = "metrics/eval.json"
+    headline: str = "metrics/headline.json"
+    plots: str = "plots"
 
 
 @dataclass(frozen=True)
@@ -276,7 +277,7 @@ class TrainConfig:
     grounding_supervision: float = 0.0
     grounding_supervision_weight: float = 1.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    num_threads: int = 0  # 0 = torch default
+    num_threads: int = 1  # torch threads (1: fastest for the default small model); 0 = torch default
     # The checkpoint kept is the epoch with the best validation `select_by` (Acc@QA, as the official code);
     # acc_gqa/miop are grounded by `select_rule` and fall back to acc_qa without grounding labels.
     select_by: Literal["acc_gqa", "acc_qa", "miop"] = "acc_qa"

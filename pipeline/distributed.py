@@ -2,10 +2,11 @@
 
 A stage reads its launch from params (`features.launch`, a `LaunchConfig`). With one process in all
 nothing starts: `rank_context` yields a context of world size 1 and no process group. With more:
-  - `relaunch` re-executes the stage command (`<paths.python> -m pipeline <stage>`, the interpreter
-    dvc.yaml runs) under torchrun (`python -m torch.distributed.run`: `--standalone` on one machine, a
-    static rendezvous at `rdzv_endpoint` with `--node-rank` on several), the params written to a
-    temporary file, and returns when every process is done; a failed process fails the stage;
+  - `relaunch` re-executes the stage command (`python -m pipeline <stage>`, with this process's own
+    interpreter: the `python` that dvc.yaml's command found on PATH) under torchrun (`python -m
+    torch.distributed.run`: `--standalone` on one machine, a static rendezvous at `rdzv_endpoint` with
+    `--node-rank` on several), the params written to a temporary file, and returns when every process
+    is done; a failed process fails the stage;
   - each process then finds itself inside a launcher (`RANK`, `WORLD_SIZE`, `LOCAL_RANK` set by
     torchrun, or by a cluster's own launcher, which a stage simply joins), and `rank_context` joins
     the process group: nccl on CUDA, gloo on CPU, plus a gloo group for what travels between the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -70,24 +72,14 @@ def torchrun_command(python: str, launch: LaunchConfig, module_args: Sequence[st
     return [*command, "-m", *module_args]
 
 
-def _interpreter(python: str) -> str:
-    path = Path(python).expanduser()
-    if not path.is_file():
-        raise PipelineError(
-            f"params: `paths.python` = {python!r} is not a file (from {Path.cwd()}): it is the interpreter each "
-            "process runs; point it at the project's venv python"
-        )
-    # absolute(), not resolve(): a venv's python is a symlink, and its own path is what selects the venv.
-    return str(path.absolute())
-
-
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def relaunch(stage_command: str, params: Params, launch: LaunchConfig, failure_hint: str = "") -> None:
-    """Run `<paths.python> -m pipeline <stage_command>` under torchrun with `params`; return when all are done."""
-    python = _interpreter(params.paths.python)
+    """Run `<this interpreter> -m pipeline <stage_command>` under torchrun with `params`; return when all are done."""
+    # sys.executable, not resolved: a venv's python is a symlink, and its own path is what selects the venv.
+    python = sys.executable
     env = dict(os.environ)
     # torchrun would give every process 1 thread; CPU processes share this machine's cores instead.
     env.setdefault("OMP_NUM_THREADS", str(max(1, _cpu_count() // launch.nproc_per_node)))

@@ -91,6 +91,8 @@ def _run_paths(run_dir: Path) -> list[str]:
         f"paths.train_resume={run_dir / 'resume'}",
         f"paths.predictions={run_dir / 'eval'}",
         f"paths.metrics={run_dir / 'metrics.json'}",
+        f"paths.headline={run_dir / 'headline.json'}",
+        f"paths.plots={run_dir / 'plots'}",  # not the workspace's DVC plots
     ]
 
 

@@ -4,13 +4,15 @@ Writes, per split under `paths.predictions/<split>/`: the official-format result
 (`ground_{rule}.json`, `weights.json`, `qa.json`, `frame2time.json`) with the split's labels
 (`gsub.json`), so anyone can rescore them with `cra score`; a per-type report; and a figure of the
 frame weights against the ground truth. `paths.predictions/predictions.parquet` holds one row per
-question (schema `PREDICTIONS`). `paths.metrics` (declared as DVC metrics) holds, per split: Acc@QA,
-every metric under every grounding rule, the trivial reference spans (whole video, centre half, random)
-scored on the same questions, the attention mass on ground-truth frames and the weights' entropy, 95 %
-intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic benchmark the shortcut
-shares (predictions that follow a planted nuisance), and how many of the split's questions were scored and
-why the others were not (`n_total`, `n_scored`, `n_grounded`, `dropped: {reason: count}`, see
-`SplitQuestions.counts`); plus the checkpoint's epoch and selection metric.
+question (schema `PREDICTIONS`; `cra show` draws one). `paths.plots/grounding_histograms.png` (a DVC image
+plot) shows each split's per-question IoU and IoP under every rule. `paths.headline` (the DVC metrics)
+holds each split's Acc@QA and post-hoc Acc@GQA; `paths.metrics` (a plain output: `cra report` reads it)
+holds, per split: Acc@QA, every metric under every grounding rule, the trivial reference spans (whole
+video, centre half, random) scored on the same questions, the attention mass on ground-truth frames and the
+weights' entropy, 95 % intervals of all of these by bootstrap over videos (`ci95`), and on the synthetic
+benchmark the shortcut shares (predictions that follow a planted nuisance), and how many of the split's
+questions were scored and why the others were not (`n_total`, `n_scored`, `n_grounded`,
+`dropped: {reason: count}`, see `SplitQuestions.counts`); plus the checkpoint's epoch and selection metric.
 Every rule reads the weights that pooled the frames (see `pipeline.evaluation.predict.rule_spans`).
 """
 
@@ -30,6 +32,7 @@ from pipeline.config import Params
 from pipeline.data.synthetic.records import read_question_nuisances
 from pipeline.errors import PipelineError
 from pipeline.evaluation.diagnostics import diagnose_split, shortcut_share
+from pipeline.evaluation.plots import GROUNDING_HISTOGRAMS, grounding_histograms
 from pipeline.evaluation.predict import SplitPredictions, predict, rule_spans, score_split
 from pipeline.evaluation.scoring import format_report, write_official_files
 from pipeline.runtime import get_logger, resolve_device
@@ -71,6 +74,25 @@ def split_metrics(
     return metrics
 
 
+# The headline's grounding rule: NExT-GQA's official one.
+HEADLINE_RULE = "posthoc"
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The DVC metrics: per split, Acc@QA (`qa`) and Acc@GQA under the post-hoc rule (`gqa`), to 2 decimals.
+
+    Two short keys per split so that `dvc metrics show` and `dvc exp show --only-changed` fit 120 columns
+    (DVC hides the metric columns that do not fit; every number stays in `paths.metrics`). A split without
+    grounding labels, or a run without the post-hoc rule, has `qa` only."""
+    headline: dict[str, dict[str, float]] = {}
+    for split, numbers in metrics.items():
+        headline[split] = {"qa": round(numbers["acc_qa"], 2)}
+        acc_gqa = numbers.get(HEADLINE_RULE, {}).get("acc_gqa")
+        if acc_gqa is not None:
+            headline[split]["gqa"] = round(acc_gqa, 2)
+    return headline
+
+
 def shortcut_shares(params: Params, questions: SplitQuestions, predictions: np.ndarray) -> dict[str, float] | None:
     """On the synthetic benchmark: the share of predictions whose option's kind is the one paired with the
     question's planted visual / linguistic nuisance (chance 0.2 where the nuisances are independent)."""
@@ -97,6 +119,7 @@ def prediction_rows(
         "prediction": predictions.predictions.tolist(),
         "option_scores": predictions.option_scores.tolist(),
         "frame_weights": predictions.frame_weights.tolist(),
+        "frame_attention": predictions.frame_attention.tolist(),
         "timestamps": predictions.timestamps.tolist(),
         **{f"span_{rule}": spans[rule].tolist() for rule in ("prehoc", "posthoc", "merged")},
     }
@@ -161,6 +184,7 @@ def run(params: Params) -> None:
     metrics: dict[str, Any] = {}
     report: dict[str, Any] = {"variant": state.get("variant"), "checkpoint_epoch": state.get("epoch"), "splits": {}}
     rows: dict[str, list] = {name: [] for name in schemas.PREDICTIONS.names}
+    grounded: dict[str, tuple[dict[str, np.ndarray], list]] = {}  # split -> ({rule: spans}, segments)
     for split in params.data.eval_splits:
         questions = load_split(qa, split, bank, statuses)
         counts = questions.counts()
@@ -188,6 +212,7 @@ def run(params: Params) -> None:
         diagnostics["shortcut_share"] = shortcut_shares(params, questions, predictions.predictions)
         metrics[split] = split_metrics(result, diagnostics, counts)
         report["splits"][split] = {**result, "counts": counts, "diagnostics": diagnostics}
+        grounded[split] = ({rule: spans[rule] for rule in params.eval.rules}, questions.segments)
         for name, values in prediction_rows(questions, predictions, spans).items():
             rows[name].extend(values)
         split_dir = out_dir / split
@@ -214,13 +239,17 @@ def run(params: Params) -> None:
         plot_grounding(
             split_dir / "grounding.png", questions, predictions, spans, params.eval.plot_examples, params.eval.seed
         )
+    grounding_histograms(grounded, Path(params.paths.plots) / GROUNDING_HISTOGRAMS)
     write_table(
         pa.table(rows),
-        out_dir / "predictions.parquet",
+        out_dir / schemas.PREDICTIONS_FILE,
         schemas.PREDICTIONS,
         {"artifact": "predictions", "variant": state.get("variant"), "checkpoint_epoch": state.get("epoch")},
     )
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    headline_path = Path(params.paths.headline)
+    headline_path.parent.mkdir(parents=True, exist_ok=True)
+    headline_path.write_text(json.dumps(headline_metrics(metrics), indent=2) + "\n")  # before "checkpoint" joins
     metrics_path = Path(params.paths.metrics)
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics["checkpoint"] = {"epoch": state.get("epoch"), "selected_by": state.get("selected_by")}

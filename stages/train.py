@@ -10,7 +10,8 @@ Every epoch logs the mean training losses, the learning rate, GSG's sigma and th
 with dvclive. The kept checkpoint is the epoch with the best validation `train.select_by`: Acc@QA by
 default, as the official code (`stat.monitor.metric: acc`); `acc_gqa` / `miop` use the
 `train.select_rule` grounding rule and fall back to Acc@QA when the validation split has no grounding
-labels; without a validation split the last epoch is kept. dvclive's summary names the selected epoch.
+labels; without a validation split the last epoch is kept. dvclive's summary (the DVC metrics) holds the
+kept epoch and its validation numbers; `paths.plots/training_curves.png` (a DVC image plot) draws the history.
 
 A killed run started again continues from its last complete epoch and ends as an uninterrupted one would
 (`pipeline.training.resume`). With `train.launch` asking for several processes, the stage re-runs itself
@@ -23,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from models.losses import compute_losses
 from pipeline.artifacts.checkpoint import save_checkpoint
 from pipeline.config import Params, to_dict
 from pipeline.distributed import RankContext, needs_relaunch, rank_context, relaunch
+from pipeline.evaluation.plots import TRAINING_CURVES, training_curves
 from pipeline.evaluation.predict import predict_sharded, score_split
 from pipeline.runtime import get_logger, progress, seed_everything
 from pipeline.training.batches import (
@@ -53,6 +56,7 @@ from pipeline.training.distributed import (
     wrap_model,
 )
 from pipeline.training.resume import Resume
+from pipeline.training.history import kept_epoch_summary, read_history
 
 log = get_logger("train")
 
@@ -256,8 +260,12 @@ def train(params: Params, ctx: RankContext) -> None:
             live.next_step()
             resume.save(epoch, model, optimizer, scheduler, rng, best_value, best_state, live.step)
         if best_state is not None:
-            live.summary["best_epoch"] = best_state["epoch"]
-            live.summary[f"best_val_{best_state['selected_by']}"] = best_state["selection_value"]
+            # The DVC metrics (dvclive/metrics.json): the kept epoch and its validation numbers, not the last
+            # epoch's losses (the whole history is in the curves).
+            if ctx.is_main:
+                live.summary = kept_epoch_summary(read_history(params.paths.train_log), best_state["epoch"])
+    if ctx.is_main:
+        training_curves(read_history(params.paths.train_log), Path(params.paths.plots) / TRAINING_CURVES)
     resume.finish()
     log.info(
         "best epoch %d (%s %.2f); checkpoint in %s",

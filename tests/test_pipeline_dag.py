@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.evaluation.plots import GROUNDING_HISTOGRAMS, TRAINING_CURVES
 from tests.conftest import REPO_ROOT
+from tests.test_plots import is_png
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +29,6 @@ GIT_IDENTITY = ["-c", "user.name=cra-tests", "-c", "user.email=cra-tests@example
 
 
 def tiny_params(params: dict) -> dict:
-    params["paths"]["python"] = sys.executable
     params["synthetic"]["preset"] = "tiny"
     params["decode"]["num_frames"] = 8
     params["features"]["visual"]["batch_size"] = 32
@@ -38,8 +40,14 @@ def tiny_params(params: dict) -> dict:
     return params
 
 
+def stage_env() -> dict[str, str]:
+    """The environment `make` gives DVC: this interpreter's folder first on PATH, where dvc.yaml finds `python`."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PATH": path, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
 def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = stage_env()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
@@ -99,6 +107,13 @@ def test_full_dag_writes_every_artifact(project: Path):
         # The whole-video span contains every ground-truth segment: IoP is the segment's share of the video.
         assert split["reference_whole"]["miop"] < 100.0
     assert (project / paths["predictions"] / "test_ood" / "grounding.png").is_file()
+    # The offline pictures, declared as DVC image plots.
+    for name in (TRAINING_CURVES, GROUNDING_HISTOGRAMS):
+        assert is_png(project / paths["plots"] / name), name
+    # The training half of the DVC metrics: the kept epoch and its validation numbers (dvclive adds `step`).
+    summary = json.loads((project / paths["train_log"] / "metrics.json").read_text())
+    assert set(summary) == {"best_epoch", "best_val", "step"}
+    assert summary["best_epoch"] == metrics["checkpoint"]["epoch"] and "acc_qa" in summary["best_val"]
 
 
 def test_official_files_rescore_to_the_stage_metrics(project: Path):
@@ -146,6 +161,49 @@ def test_posthoc_weights_rescore_to_the_stage_metrics(project: Path):
             assert rescored[key] == pytest.approx(value, abs=1e-6), (split, key)
 
 
+def terminal_run(args: list[str], cwd: Path, columns: int = 120) -> list[str]:
+    """The lines `args` prints on a terminal `columns` wide (rich, which DVC draws its tables with, reads COLUMNS)."""
+    done = subprocess.run(args, cwd=cwd, env={**stage_env(), "COLUMNS": str(columns)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+def test_dvc_metrics_show_is_the_headline_and_fits_120_columns(project: Path):
+    lines = terminal_run([DVC, "metrics", "show"], project)
+    assert max(map(len, lines)) <= 120, "\n".join(lines)
+    header, values = lines[0].split(), lines[1].split()
+    assert header == ["Path", "test_iid.gqa", "test_iid.qa", "test_ood.gqa", "test_ood.qa"]
+    headline = json.loads((project / "metrics" / "headline.json").read_text())
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert values[0] == "metrics/headline.json"
+    assert headline["test_ood"] == {
+        "qa": round(metrics["test_ood"]["acc_qa"], 2),
+        "gqa": round(metrics["test_ood"]["posthoc"]["acc_gqa"], 2),
+    }
+    # Every number is still one command away (the file is a plain output, not a declared metric).
+    assert "ci95" in "".join(terminal_run([DVC, "metrics", "show", "--json", "metrics/eval.json"], project))
+
+
+def test_cra_show_draws_a_question_of_the_last_evaluation(project: Path, tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    first = pq.read_table(project / "data" / "eval" / "predictions.parquet").slice(0, 1).to_pylist()[0]
+    key = f"{first['video_id']}_{first['qid']}"
+    out = tmp_path / "question.png"
+    output = run([sys.executable, "-m", "pipeline", "show", key, "--split", first["split"], "--out", str(out)], project)
+    assert f"{first['split']} {key}: wrote {out}" in output
+    assert is_png(out)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "pipeline", "show", "no_such_video_0"],
+        cwd=project,
+        env=stage_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert "no question 'no_such_video_0'" in unknown.stdout + unknown.stderr
+
+
 def test_nothing_changed_runs_nothing(project: Path):
     assert changed_stages(project) == set()
     assert stages_run(run([DVC, "repro"], project)) == set()
@@ -189,15 +247,51 @@ def test_a_clone_pulls_the_features_from_a_remote_and_reruns_only_training(proje
         assert f"Stage '{stage}' didn't change, skipping" in output, stage
 
 
+def test_exp_run_temp_works_as_written_and_reruns_only_training_and_evaluation(project: Path):
+    # `--temp` (like `--queue`) runs in a copy of the repository without .venv: the stage commands find
+    # `python` on PATH, so no param points at an interpreter. The workspace keeps its params.
+    params_before = (project / "params.yaml").read_text()
+    output = run([DVC, "exp", "run", "--temp", "-S", "gsg.sigma_init=2.0"], project)
+    assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
+    for stage in ("generate", "prepare", "visual_features", "text_features", "svo", "confounders"):
+        assert f"Stage '{stage}' didn't change, skipping" in output, stage
+    assert (project / "params.yaml").read_text() == params_before
+
+
+def readme_exp_show_commands() -> list[list[str]]:
+    """The `dvc exp show` command lines of README.md's Experiments section, without their comments."""
+    section = (REPO_ROOT / "README.md").read_text().split("## Experiments", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("  #", 1)[0] for line in section.splitlines() if line.startswith("dvc exp show")]
+    return [shlex.split(line) for line in lines]
+
+
+def test_exp_show_views_fit_120_columns(project: Path):
+    # After the `--temp` run above: the workspace, its baseline and one experiment with gsg.sigma_init changed.
+    # DVC squeezes a table wider than the terminal by hiding columns (each becomes a "…" column): every
+    # metric and param column of the README's views must stay visible (a dependency's hash may go).
+    commands = readme_exp_show_commands()
+    assert ["dvc", "exp", "show", "--only-changed"] in commands and len(commands) >= 2
+    for command in commands:
+        lines = terminal_run([DVC, *command[1:], "--no-pager"], project)
+        text = "\n".join(lines)
+        assert max(map(len, lines)) <= 120, f"{shlex.join(command)}:\n{text}"
+        csv_header = terminal_run([DVC, *command[1:], "--csv"], project)[0].split(",")
+        wanted = [column for column in csv_header if column.startswith(("test_", "gsg.", "model."))]
+        assert "gsg.sigma_init" in wanted and ("--keep" not in command or "test_ood.qa" in wanted), csv_header
+        assert all(column in text for column in wanted), f"{shlex.join(command)}:\n{text}"
+        assert "[" in text  # the experiment's row
+
+
 def test_exp_run_gsg_reruns_only_training_and_evaluation(project: Path):
-    output = run([DVC, "exp", "run", "-S", "gsg.sigma_init=2.0"], project)
+    # Not 2.0: the `--temp` run above left that one in DVC's run cache, which would restore it without running.
+    output = run([DVC, "exp", "run", "-S", "gsg.sigma_init=3.0"], project)
     assert stages_run(output) == {"train", "evaluate"}, output[-3000:]
 
 
 def test_failed_exp_run_names_the_key_and_leaves_params_changed(project: Path):
     # DVC writes -S values into params.yaml before running and leaves them when a stage fails (the README
     # says so, and how to restore the file); the first stage that runs refuses the value by name.
-    env = {**os.environ, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = stage_env()
     try:
         done = subprocess.run(
             [DVC, "exp", "run", "-S", "cma.temperature=.inf"], cwd=project, env=env, capture_output=True, text=True

@@ -136,7 +136,7 @@ def clips(tmp_path_factory) -> Path:
 
 def visual_params(tmp_path: Path, manifest: Path, model: str = TINY_MODEL, nproc: int = 1) -> Params:
     tree = {
-        "paths": {"python": sys.executable, "video_manifest": str(manifest), "visual_features": str(tmp_path / "v.pq")},
+        "paths": {"video_manifest": str(manifest), "visual_features": str(tmp_path / "v.pq")},
         "decode": {"num_frames": T},
         "gsg": {"kernel_size": 3},  # <= T, as load_params (in each process) checks
         "features": {
@@ -260,7 +260,6 @@ def text_encoder():
 def text_params(tmp_path: Path, nproc: int = 1) -> Params:
     tree = {
         "paths": {
-            "python": sys.executable,
             "qa_table": str(tmp_path / "qa.parquet"),
             "text_features": str(tmp_path / "t"),
         },

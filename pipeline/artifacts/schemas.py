@@ -134,6 +134,8 @@ def language_dictionary(dim: int) -> pa.Schema:
     )
 
 
+# One row per evaluated question, written by `evaluate` as `<paths.predictions>/predictions.parquet`.
+PREDICTIONS_FILE = "predictions.parquet"
 PREDICTIONS = pa.schema(
     [
         pa.field("split", pa.string(), nullable=False),
@@ -143,7 +145,8 @@ PREDICTIONS = pa.schema(
         pa.field("answer", pa.int32(), nullable=False),
         pa.field("prediction", pa.int32(), nullable=False),
         pa.field("option_scores", pa.list_(pa.float32()), nullable=False),
-        pa.field("frame_weights", pa.list_(pa.float32()), nullable=False),  # (T,)
+        pa.field("frame_weights", pa.list_(pa.float32()), nullable=False),  # (T,) pooled and grounded on
+        pa.field("frame_attention", pa.list_(pa.float32()), nullable=False),  # (T,) before GSG's smoothing
         pa.field("timestamps", pa.list_(pa.float64()), nullable=False),  # (T,)
         pa.field("span_prehoc", SEGMENT, nullable=False),
         pa.field("span_posthoc", SEGMENT, nullable=False),
