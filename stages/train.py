@@ -55,8 +55,8 @@ from pipeline.training.distributed import (
     seed_dropout,
     wrap_model,
 )
-from pipeline.training.resume import Resume
 from pipeline.training.history import kept_epoch_summary, read_history
+from pipeline.training.resume import Resume
 
 log = get_logger("train")
 
