@@ -88,6 +88,10 @@ class WorkerCrashed(Exception):
     """The child process died during the call (e.g. the decoder crashed with a signal)."""
 
 
+# How long a fresh worker may take to start and unpickle a call (outside the per-call timeout).
+STARTUP_TIMEOUT_S = 300.0
+
+
 def _serve(conn: Any) -> None:
     """The child's loop: run `(func, args)` requests until told to stop (None) or the pipe closes."""
     while True:
@@ -98,6 +102,7 @@ def _serve(conn: Any) -> None:
         if request is None:
             return
         func, args = request
+        conn.send(("started", None))  # unpickled (its module imported): the caller's clock starts now
         try:
             reply = ("ok", func(*args))
         except Exception as err:  # noqa: BLE001 - the caller gets the error as text, the child lives on
@@ -112,7 +117,9 @@ class IsolatedWorker:
             result = worker.call(probe_video, path)   # CallTimeout / WorkerCrashed on failure
 
     `timeout_s=None` waits forever. The child is started on first use and again after a timeout or a
-    crash; `close()` (or leaving the `with` block) stops it.
+    crash; `close()` (or leaving the `with` block) stops it. The `timeout_s` clock starts when the child
+    has received the call: starting a process and importing the call's module (decord, torch) can take
+    seconds on a busy machine and is not the file's fault; that part waits up to `STARTUP_TIMEOUT_S`.
     """
 
     def __init__(self, timeout_s: float | None):
@@ -151,6 +158,15 @@ class IsolatedWorker:
         if self._process is None:
             self._start()
         self._conn.send((func, args))
+        if not self._conn.poll(STARTUP_TIMEOUT_S):
+            self._kill()
+            raise WorkerCrashed(f"the worker process did not start within {STARTUP_TIMEOUT_S:g} s")
+        try:
+            kind, _ = self._conn.recv()
+        except (EOFError, ConnectionError):
+            code = self._kill()
+            raise WorkerCrashed(f"the worker process died while starting (exit status {code})") from None
+        assert kind == "started", kind
         if not self._conn.poll(self.timeout_s):
             self._kill()
             raise CallTimeout(f"no answer within {self.timeout_s:g} s; the worker was killed")
