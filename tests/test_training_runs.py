@@ -33,7 +33,14 @@ from tests.test_pipeline_dag import DVC, GIT_IDENTITY, run, stages_run, tiny_par
 pytestmark = pytest.mark.slow
 
 EPOCHS, KILL_AFTER = 5, 2
-ENV = {**os.environ, "CRA_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+# As `make` runs DVC: this interpreter's folder first on PATH, where dvc.yaml's stages find `python`.
+ENV = {
+    **os.environ,
+    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    "CRA_NO_PROGRESS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}
 TRAIN = [sys.executable, "-m", "pipeline", "train"]
 
 
