@@ -155,7 +155,7 @@ def test_a_study_split_over_processes_is_collected_as_one(tmp_path: Path):
     )
     assert result.exit_code == 0, result.output
     table = (tmp_path / "r" / "ablation.md").read_text()
-    assert "Mode `custom`" in table
+    assert "Mode `custom`" in table and "collected from finished runs" in table
     assert "| CRA | 1 | 50.0 ± 0.0" in table and "| Blind (text only) | 1 | 25.0 ± 0.0" in table
     assert "ablation/cra: 1 of 2 seeds" in table  # a row with fewer seeds than asked is named
 
