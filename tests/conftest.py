@@ -7,6 +7,7 @@ and those tests are skipped, with the reason, when its files are absent.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -52,3 +53,12 @@ def _few_threads():
     import torch
 
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def cra_log(caplog):
+    """caplog for the pipeline's `cra` loggers (they do not propagate to the root logger)."""
+    logger = logging.getLogger("cra")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)

@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -211,11 +210,10 @@ def test_a_probe_that_hangs_is_abandoned_as_timeout(tmp_path: Path, good_video: 
     write_video(root / "videos" / "0000" / "a_hang.mp4")
     write_video(root / "videos" / "0000" / "z.mp4")
     monkeypatch.setattr(prepare, "Prober", functools.partial(Prober, probe=standins.sleepy_probe))
-    started = time.perf_counter()
     # 5 s, not 1: a good probe (importing decord in a fresh worker, then opening the file) must fit in it
     # on a busy machine too.
     rows = run_prepare(root, tmp_path / "out", timeout_s=5.0)
-    assert time.perf_counter() - started < 60  # the stand-in sleeps 600 s
+    # The stand-in sleeps 600 s and then probes normally: `timeout` means it was abandoned, not waited for.
     assert rows["a_hang"]["status"] == "timeout"
     assert "did not return within decode.timeout_s=5 s" in rows["a_hang"]["error"]
     # The videos after it were probed in a fresh worker.
@@ -225,12 +223,10 @@ def test_a_probe_that_hangs_is_abandoned_as_timeout(tmp_path: Path, good_video: 
 def test_a_decode_that_hangs_is_abandoned_and_the_rest_decoded(tmp_path: Path):
     paths = [write_video(tmp_path / f"{name}.mp4", num_frames=12) for name in ("v0", "v1_hang", "v2", "v3")]
     requests = [VideoRequest(p.stem, str(p), np.arange(4), np.arange(4) / 10.0) for p in paths]
-    started = time.perf_counter()
     decoded = iter_decoded(
         requests, torch.from_numpy, num_workers=2, prefetch_videos=2, timeout_s=2.0, reader=standins.sleepy_reader
     )
-    items = list(decoded)
-    assert time.perf_counter() - started < 60
+    items = list(decoded)  # the stand-in sleeps 600 s on v1_hang, then decodes: `timeout` = abandoned
     assert [item.request.video_id for item in items] == ["v0", "v1_hang", "v2", "v3"]
     failure = items[1]
     assert isinstance(failure, DecodeFailure) and failure.status == "timeout"

@@ -35,15 +35,6 @@ def encoder():
     return load_text_encoder("minilm", torch.device("cpu"), batch_size=8)
 
 
-@pytest.fixture
-def cra_log(caplog):
-    """caplog for the pipeline's `cra` loggers (they do not propagate to the root logger)."""
-    logger = logging.getLogger("cra")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
-
-
 def _blobs(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     parts = [c + 0.1 * rng.standard_normal((n, 6)) for c, n in zip(BLOB_CENTERS, BLOB_SIZES, strict=True)]

@@ -63,18 +63,23 @@ def changed_stages(project: Path) -> set[str]:
     return {name.split(":")[-1] for name in status}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cra_project")
+def tiny_project(root: Path, params: dict) -> Path:
+    """A git + DVC repository at `root` with the pipeline's code, dvc.yaml and `params` (nothing run yet)."""
     for name in ("pipeline", "stages", "models"):
         shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "constraints.txt", ".gitignore"):
         shutil.copy(REPO_ROOT / name, root / name)
-    params = tiny_params(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run([DVC, "init", "-q"], root)
     run([DVC, "config", "core.analytics", "false"], root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    params = tiny_params(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
+    root = tiny_project(tmp_path_factory.mktemp("cra_project"), params)
     output = run([DVC, "repro"], root)
     assert stages_run(output) == set(STAGES), output[-3000:]
     run(["git", *GIT_IDENTITY, "add", "-A"], root)

@@ -7,7 +7,6 @@ tests/test_training_runs.py.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,6 @@ from stages.train import build_optimizer, warmup_cosine
 from tests.conftest import REPO_ROOT
 
 CTX = RankContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
-
-
-@pytest.fixture
-def cra_log(caplog):
-    """caplog for the pipeline's `cra` loggers (they do not propagate to the root logger)."""
-    logger = logging.getLogger("cra")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def make_params(root: Path, **train) -> Params:

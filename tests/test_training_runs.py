@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,36 +27,20 @@ import yaml
 from safetensors.numpy import load
 
 from tests.conftest import REPO_ROOT
-from tests.test_pipeline_dag import DVC, GIT_IDENTITY, run, stages_run, tiny_params
+from tests.test_pipeline_dag import DVC, GIT_IDENTITY, run, stage_env, stages_run, tiny_params, tiny_project
 
 pytestmark = pytest.mark.slow
 
 EPOCHS, KILL_AFTER = 5, 2
-# As `make` runs DVC: this interpreter's folder first on PATH, where dvc.yaml's stages find `python`.
-ENV = {
-    **os.environ,
-    "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
-    "CRA_NO_PROGRESS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-}
 TRAIN = [sys.executable, "-m", "pipeline", "train"]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cra_train_runs")
-    for name in ("pipeline", "stages", "models"):
-        shutil.copytree(REPO_ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "constraints.txt", ".gitignore"):
-        shutil.copy(REPO_ROOT / name, root / name)
     params = tiny_params(yaml.safe_load((REPO_ROOT / "params.yaml").read_text()))
     params["train"]["epochs"] = EPOCHS
     params["model"]["dropout"] = 0.1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run([DVC, "init", "-q"], root)
-    run([DVC, "config", "core.analytics", "false"], root)
+    root = tiny_project(tmp_path_factory.mktemp("cra_train_runs"), params)
     run([DVC, "repro", "text_features", "confounders"], root)
     run(["git", *GIT_IDENTITY, "add", "-A"], root)
     run(["git", *GIT_IDENTITY, "commit", "-qm", "tiny features"], root)
@@ -113,7 +96,9 @@ def kill_training(launched: subprocess.Popen, project: Path, after_epoch: int) -
 
 
 def start(args: list[str], project: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=project, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        args, cwd=project, env=stage_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def test_a_dvc_repro_killed_mid_epoch_resumes_and_ends_as_an_uninterrupted_run(project, uninterrupted):
