@@ -192,15 +192,9 @@ def run_rho_sweep(params_path: Path, work: Path, rhos: list[float], seeds: list[
     for rho in rhos:
         if rho == _params_rho(base):
             # Same data and overrides as the ablation's cra / tempclip rows: train them there once.
-            for row_id in SWEEP_ROWS:
-                row = next(r for r in ROWS if r.id == row_id)
-                for seed in seeds:
-                    timings[f"rho_{rho:g}/{row.id}/seed{seed}"] = run_one(
-                        params_path,
-                        work / "ablation" / row.id / f"seed{seed}",
-                        [*row.overrides, f"train.seed={seed}"],
-                        force=False,
-                    )
+            sweep_rows = [r for r in ROWS if r.id in SWEEP_ROWS]
+            done = run_ablation(params_path, work, sweep_rows, seeds, force=False)
+            timings.update({f"rho_{rho:g}/{key}": value for key, value in done.items()})
             continue
         root = work / f"rho_{rho:g}"
         shared = _data_paths(root, base) + [f"synthetic.rho_visual={rho}", f"synthetic.rho_language={rho}"]

@@ -163,3 +163,14 @@ def test_a_study_split_over_processes_is_collected_as_one(tmp_path: Path):
 def test_report_refuses_an_unknown_row(tmp_path: Path):
     result = CliRunner().invoke(app, ["report", "--collect-only", "--row", "cra_typo", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "cra_typo" in result.output and "tempclip" in result.output
+
+
+def test_the_sweep_at_the_params_rho_trains_in_the_ablation_folders(tmp_path: Path, monkeypatch):
+    # params.yaml's rho (0.9) needs no pipeline of its own: its CRA / TempCLIP runs are the ablation's.
+    calls = []
+    monkeypatch.setattr(study, "run_one", lambda params, run_dir, overrides, force: calls.append(run_dir) or {})
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    timings = study.run_rho_sweep(params, tmp_path, [0.9], [0], force=False)
+    assert calls == [tmp_path / "ablation" / "cra" / "seed0", tmp_path / "ablation" / "tempclip" / "seed0"]
+    assert sorted(timings) == ["rho_0.9/cra/seed0", "rho_0.9/tempclip/seed0"]
+    assert not (tmp_path / "rho_0.9").exists()
